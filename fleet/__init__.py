@@ -1,0 +1,1 @@
+"""The local fleet: the whole platform on system-container hosts on one Linux machine."""
