@@ -1,0 +1,203 @@
+"""Offline engine stand-ins: deterministic mock values and a monitor that records the plan.
+
+`PlanMocks` answers resource registrations and invokes with values derived only from the
+stack name, the resource type and name, and the inputs, so two runs are byte-identical.
+Host keys are real ed25519 keys (seeded from the stack and name) because the local fleet
+boots hosts with them and the executor pins them.
+
+`RecordingMonitor` is the SDK's mock monitor plus what the SDK leaves out of
+`MockResourceArgs`: parent, dependencies, protect/retain/delete-before-replace, and
+additional secret outputs, which it marks secret as the engine would.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _sync_await
+
+ACCOUNT_ID = "123456789012"
+SECRET_SIG = rpc._special_sig_key
+SECRET_VALUE = rpc._special_secret_sig
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+
+def unwrap(value: Any) -> Any:
+    """Strip secret wrappers (recursively) to compute mock state from inputs."""
+    if is_secret(value):
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def secret(value: Any) -> dict:
+    return {SECRET_SIG: SECRET_VALUE, "value": value}
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def ed25519_keypair(seed: str) -> dict[str, str]:
+    """A real ed25519 key pair derived from `seed` (deterministic plan, usable by the fleet)."""
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
+    private_openssh = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                        serialization.NoEncryption()).decode()
+    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+    public = key.public_key()
+    public_openssh = public.public_bytes(serialization.Encoding.OpenSSH,
+                                        serialization.PublicFormat.OpenSSH).decode() + "\n"
+    public_pem = public.public_bytes(serialization.Encoding.PEM,
+                                     serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return {"privateKeyOpenssh": private_openssh, "privateKeyPem": private_pem,
+            "privateKeyPemPkcs8": private_pem, "publicKeyOpenssh": public_openssh, "publicKeyPem": public_pem}
+
+
+@dataclass
+class PlanMocks(pulumi_mocks.Mocks):
+    """Deterministic values for every resource type and invoke the program uses."""
+
+    stack: str
+    region: str = "us-east-1"
+    sha_file_text: str | None = None          # None: the object does not exist yet
+    subnet_cidrs: dict[str, str] = field(default_factory=dict)
+    _used_ips: set[str] = field(default_factory=set)
+
+    def _id(self, prefix: str, typ: str, name: str, length: int = 17) -> str:
+        return f"{prefix}{_digest(self.stack, typ, name)[:length]}"
+
+    def _private_ip(self, name: str, subnet_id: str) -> str:
+        cidr = ipaddress.ip_network(self.subnet_cidrs.get(subnet_id, "10.0.1.0/24"))
+        usable = cidr.num_addresses - 20     # AWS reserves the first 4 and the last; leave .4-.9 free
+        offset = int(_digest(self.stack, name), 16) % usable
+        while True:                          # linear probe on (rare) collisions
+            address = str(cidr.network_address + 10 + offset)
+            if address not in self._used_ips:
+                self._used_ips.add(address)
+                return address
+            offset = (offset + 1) % usable
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs):
+        typ, name = args.typ, args.name
+        inputs = unwrap(args.inputs)
+        state: dict[str, Any] = dict(args.inputs)
+        arn_prefix = f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}"
+        rid = self._id(f"{name}-", typ, name, 8)
+
+        if typ == "aws:ec2/instance:Instance":
+            rid = self._id("i-", typ, name)
+            state.update(privateIp=inputs.get("privateIp") or self._private_ip(name, inputs.get("subnetId", "")),
+                         arn=f"{arn_prefix}:instance/{rid}", instanceState="running")
+        elif typ == "aws:ec2/eip:Eip":
+            rid = self._id("eipalloc-", typ, name)
+            octet = int(_digest(self.stack, name), 16) % 250 + 2
+            state.update(allocationId=rid, publicIp=f"198.51.100.{octet}",
+                         arn=f"{arn_prefix}:elastic-ip/{rid}")
+        elif typ == "aws:ec2/eipAssociation:EipAssociation":
+            rid = self._id("eipassoc-", typ, name)
+        elif typ == "aws:ec2/securityGroup:SecurityGroup":
+            rid = self._id("sg-", typ, name)
+            state.update(arn=f"{arn_prefix}:security-group/{rid}")
+        elif typ == "aws:ec2/keyPair:KeyPair":
+            rid = inputs.get("keyName") or f"{name}-{_digest(self.stack, name)[:7]}"
+            state.update(keyName=rid, arn=f"{arn_prefix}:key-pair/{rid}")
+        elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
+            rid = f"{name}-{_digest(self.stack, typ, name)[:7]}"
+            kind = "role" if typ.endswith("Role") else "instance-profile"
+            state.update(name=rid, arn=f"arn:aws:iam::{ACCOUNT_ID}:{kind}/{rid}")
+        elif typ == "aws:s3/bucket:Bucket":
+            rid = inputs.get("bucket") or name
+            state.update(bucket=rid, arn=f"arn:aws:s3:::{rid}")
+        elif typ == "tls:index/privateKey:PrivateKey":
+            keys = ed25519_keypair(f"{self.stack}/{name}")
+            state.update(keys)
+        elif typ == "command:remote:Command":
+            state.update(stdout="", stderr="")
+        return [rid, state]
+
+    def call(self, args: pulumi_mocks.MockCallArgs):
+        token, inputs = args.token, unwrap(args.args)
+        if token == "aws:ec2/getAmi:getAmi":
+            pattern = next((f["values"][0] for f in inputs.get("filters", []) if f.get("name") == "name"), "")
+            return {"id": self._id("ami-", token, pattern), "name": pattern.replace("*", "20261101-1"),
+                    "architecture": "x86_64"}
+        if token == "aws:s3/getObjects:getObjects":
+            keys = [inputs.get("prefix")] if self.sha_file_text is not None else []
+            return {"bucket": inputs.get("bucket"), "keys": keys, "commonPrefixes": [], "owners": [],
+                    "requestCharged": "", "id": inputs.get("bucket")}
+        if token == "aws:s3/getObject:getObject":
+            if self.sha_file_text is None:
+                raise Exception(f"NoSuchKey: s3://{inputs.get('bucket')}/{inputs.get('key')}")
+            return {"body": self.sha_file_text, "contentType": "text/yaml", "bucket": inputs.get("bucket"),
+                    "key": inputs.get("key")}
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "userId": "OFFLINE"}
+        raise Exception(f"offline plan: no mock for invoke {token}")
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str | None
+    dependencies: list[str]
+    provider: str | None
+    options: dict[str, Any]
+    inputs: dict[str, Any]
+    id: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """MockMonitor that keeps every registration with its options, in order."""
+
+    def __init__(self, mocks: PlanMocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+        if request.type == "pulumi:pulumi:Stack":
+            return super().RegisterResource(request)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        pulumi_mocks._ensure_event_loop()
+        inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        deps = set(request.dependencies)
+        for prop in request.propertyDependencies.values():
+            deps.update(prop.urns)
+        args = pulumi_mocks.MockResourceArgs(typ=request.type, name=request.name, inputs=inputs,
+                                             provider=request.provider, resource_id=request.importId,
+                                             custom=request.custom or False)
+        rid, state = self.mocks.new_resource(args)
+        # The engine marks these outputs secret; the SDK's mock monitor does not.
+        for key in request.additionalSecretOutputs:
+            if key in state and not is_secret(state[key]):
+                state[key] = secret(state[key])
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, rid, state)
+        self.registrations.append(Registration(
+            urn=urn, type=request.type, name=request.name, custom=bool(request.custom),
+            parent=request.parent or None, dependencies=sorted(deps),
+            provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
+            options={"protect": bool(request.protect), "retain_on_delete": bool(request.retainOnDelete),
+                     "delete_before_replace": bool(request.deleteBeforeReplace),
+                     "additional_secret_outputs": sorted(request.additionalSecretOutputs),
+                     "replace_on_changes": sorted(request.replaceOnChanges),
+                     "ignore_changes": sorted(request.ignoreChanges)},
+            inputs=inputs, id=rid if request.custom else None, state=state))
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=rid if request.custom else "", object=obj)

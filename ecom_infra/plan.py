@@ -1,0 +1,196 @@
+"""The offline plan: run `__main__.py` under the SDK's mocks and record what it declares.
+
+The plan is every resource (type, name, parent, dependencies, options, inputs including
+every script), and the stack outputs. It needs no cloud account and no Pulumi CLI, and
+two runs with the same inputs are byte-identical. Tests assert on it, `ecom-deploy plan`
+prints it, and the local fleet executes its remote commands.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import runpy
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import mocks as plan_mocks
+from .errors import ConfigError
+from .stacks import PROJECT_DIR, PROJECT_NAME, known_stacks, stack_file
+
+SECRET_MASK = "[secret]"
+PLACEHOLDER = "PLACEHOLDER-NOT-A-REAL-SECRET({key})"
+REQUIRED_SECRETS = ("ecom-infra:deployKey", "ecom-infra:sshPrivateKey")
+
+
+@dataclass
+class PlanResult:
+    stack: str
+    resources: list[plan_mocks.Registration]
+    outputs: dict[str, Any]            # name -> value (secret outputs wrapped)
+    warnings: list[str]
+
+    def to_dict(self, reveal_secrets: bool = False) -> dict[str, Any]:
+        """The JSON form: resources sorted by URN, keys sorted, secrets masked unless revealed."""
+        by_urn = {r.urn: r for r in self.resources}
+
+        def custom_descendants(urn: str) -> list[str]:
+            kids = [r.urn for r in self.resources if r.parent == urn]
+            found: list[str] = []
+            for kid in kids:
+                found.extend([kid] if by_urn[kid].custom else custom_descendants(kid))
+            return found
+
+        resources = []
+        for r in sorted(self.resources, key=lambda r: r.urn):
+            deps: set[str] = set()
+            for dep in r.dependencies:
+                if dep in by_urn and not by_urn[dep].custom:
+                    deps.update(custom_descendants(dep))   # depending on a component = on all its resources
+                else:
+                    deps.add(dep)
+            resources.append({
+                "urn": r.urn, "type": r.type, "name": r.name, "custom": r.custom, "parent": r.parent,
+                "dependencies": sorted(deps), "provider": r.provider, "id": r.id, "options": r.options,
+                "inputs": to_json(r.inputs, reveal_secrets),
+            })
+        return {"project": PROJECT_NAME, "stack": self.stack, "resources": resources,
+                "outputs": to_json(self.outputs, reveal_secrets), "warnings": list(self.warnings)}
+
+
+def to_json(value: Any, reveal: bool) -> Any:
+    """Plain JSON for plan values: secrets masked (or revealed), assets described, keys sorted."""
+    import pulumi
+
+    if plan_mocks.is_secret(value):
+        return to_json(value["value"], reveal) if reveal else SECRET_MASK
+    if isinstance(value, dict):
+        return {str(k): to_json(value[k], reveal) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v, reveal) for v in value]
+    if isinstance(value, pulumi.StringAsset):
+        return {"text": value.text}
+    if isinstance(value, pulumi.FileAsset):
+        return {"path": str(value.path)}
+    if isinstance(value, pulumi.FileArchive):
+        return {"archive_path": str(value.path)}
+    if isinstance(value, float) and value.is_integer():
+        return int(value)   # protobuf turns every number into a float
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def stack_config(stack: str, project_dir: Path = PROJECT_DIR,
+                 secrets: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """Config for an offline run from `Pulumi.<stack>.yaml`, as the engine would pass it.
+
+    Encrypted (`secure:`) and missing required secrets become clearly fake placeholders,
+    unless `secrets` supplies real values (the local fleet does).
+    """
+    path = stack_file(stack, project_dir)
+    if not path.is_file():
+        raise ConfigError("--stack", f"unknown stack {stack!r} (known: {', '.join(known_stacks(project_dir))})",
+                          "staging")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path.name), f"is not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = doc.get("config") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path.name}: config", "must be a mapping of keys to values")
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in raw.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = PLACEHOLDER.format(key=key)
+            secret_keys.append(key)
+        elif isinstance(value, str):
+            config[key] = value
+        else:
+            config[key] = json.dumps(value)
+    for key in REQUIRED_SECRETS:
+        if key not in config:
+            config[key] = PLACEHOLDER.format(key=key)
+            secret_keys.append(key)
+    for key, value in (secrets or {}).items():
+        config[key] = value
+        if key not in secret_keys:
+            secret_keys.append(key)
+    return config, sorted(secret_keys)
+
+
+class _WarningCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def run(stack: str, *, sha_file_text: str | None = None, secrets: dict[str, str] | None = None,
+        project_dir: Path = PROJECT_DIR, config_overrides: dict[str, str] | None = None,
+        mocks: plan_mocks.PlanMocks | None = None) -> PlanResult:
+    """Run the program for `stack` under mocks and return what it declared.
+
+    Raises ConfigError for bad settings (nothing is declared in that case).
+    """
+    import pulumi
+    from pulumi.runtime import settings as rt_settings
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    config, secret_keys = stack_config(stack, project_dir, secrets)
+    config.update(config_overrides or {})
+    network = json.loads(config.get("ecom-infra:network", "{}") or "{}")
+    subnet_cidrs = {s.get("id"): s.get("cidr", f"10.0.{i + 1}.0/24")
+                    for i, s in enumerate(network.get("subnets", []) if isinstance(network, dict) else [])
+                    if isinstance(s, dict)}
+    mocks = mocks or plan_mocks.PlanMocks(stack=stack, region=config.get("aws:region", "us-east-1"),
+                                          sha_file_text=sha_file_text, subnet_cidrs=subnet_cidrs)
+    monitor = plan_mocks.RecordingMonitor(mocks)
+    collector = _WarningCollector()
+    logger = logging.getLogger(f"ecom-plan-{stack}")
+    logger.handlers[:] = [collector]
+    logger.propagate = False
+
+    rt_settings.reset_options(project=PROJECT_NAME, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT_NAME, stack=stack, preview=False, monitor=monitor,
+                             logger=logger)
+    main = project_dir / "__main__.py"
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
+    cwd = os.getcwd()
+    os.chdir(project_dir)
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
+    except pulumi.RunError as exc:
+        raise ConfigError(*_split_config_error(str(exc))) from None
+    finally:
+        os.chdir(cwd)
+    root = rt_settings.get_root_resource()
+    outputs = _sync_await(_resolve_outputs(dict(getattr(root, "outputs", {}) or {})))
+    return PlanResult(stack=stack, resources=list(monitor.registrations), outputs=outputs,
+                      warnings=collector.messages)
+
+
+def _split_config_error(text: str) -> tuple[str, str]:
+    key, _, problem = text.partition(": ")
+    return (key, problem) if problem else ("config", text)
+
+
+async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    import pulumi
+
+    resolved: dict[str, Any] = {}
+    for name, value in outputs.items():
+        out = pulumi.Output.from_input(value)
+        result = await out.future()
+        resolved[name] = plan_mocks.secret(result) if await out.is_secret() else result
+    return resolved

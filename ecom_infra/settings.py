@@ -1,0 +1,570 @@
+"""Stack settings: the only reader of Pulumi config.
+
+`load()` reads `Pulumi.<stack>.yaml` through `pulumi.Config`, and `parse()` turns the raw
+values into frozen dataclasses, validating every value that can reach a shell, a path or
+a config file against a strict pattern. Any problem raises `ConfigError` with one line
+that names the key, says what is wrong and shows a valid example, before any resource
+is declared.
+
+Config keys (all under the `ecom-infra:` namespace unless noted) are documented in the
+README's "Config reference"; the dataclasses below mirror them.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+ENVIRONMENTS = ("staging", "production", "local")
+
+# Strict patterns for everything that reaches a shell, a path or a config file.
+APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+UNIX_NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
+ABS_PATH_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]{0,200}$")
+INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+AZ_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$")
+VPC_ID_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+SUBNET_ID_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+AMI_ID_RE = re.compile(r"^ami-[0-9a-f]{8,17}$")
+AMI_OWNER_RE = re.compile(r"^([0-9]{12}|amazon|self|aws-marketplace)$")
+AMI_NAME_RE = re.compile(r"^[A-Za-z0-9*?._ ()/-]{1,128}$")
+BUCKET_RE = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+S3_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$")
+HTTP_URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
+# git over SSH only (the deploy key is an SSH key): scp-like or ssh:// form.
+GIT_SCP_RE = re.compile(r"^(?P<user>[a-z_][a-z0-9_-]{0,31})@(?P<host>[a-z0-9.-]+):(?P<path>[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)$")
+GIT_SSH_RE = re.compile(r"^ssh://(?P<user>[a-z_][a-z0-9_-]{0,31})@(?P<host>[a-z0-9.-]+)(:(?P<port>[0-9]{1,5}))?"
+                        r"/(?P<path>[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)$")
+KNOWN_HOST_RE = re.compile(r"^(\[[a-z0-9.-]+\]:[0-9]{1,5}|[a-z0-9.-]+)"
+                           r" (ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa)"
+                           r" [A-Za-z0-9+/]+={0,3}$")
+SSH_PUBKEY_RE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ssh-rsa) [A-Za-z0-9+/]+={0,3}( [A-Za-z0-9@._-]{1,64})?$")
+
+EXAMPLE_APP = ("{name: ecom-platform, repo: 'git@github.com:emami/ecom-platform.git', branch: master, servers: 2, "
+               "hostnames: [shop.example.com]}")
+
+
+# ----------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True)
+class GitRemote:
+    url: str
+    user: str
+    host: str
+    port: int
+    path: str
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    repo: GitRemote
+    branch: str
+    servers: int
+    instance_type: str
+    hostnames: tuple[str, ...]
+    health_check_path: str
+    health_check_timeout: int
+    puma_workers: int
+    puma_threads: int
+
+
+@dataclass(frozen=True)
+class Deploy:
+    user: str
+    group: str
+    root: str
+    keep_releases: int
+    rails_env: str
+
+
+@dataclass(frozen=True)
+class Ruby:
+    source: str            # "distro": Debian packages ruby + bundler
+    bundle_local: bool     # `bundle install --local`: gems come from the image, not rubygems.org
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    az: str
+    cidr: ipaddress.IPv4Network
+
+
+@dataclass(frozen=True)
+class Network:
+    vpc_id: str
+    subnets: tuple[Subnet, ...]
+
+
+@dataclass(frozen=True)
+class Ssh:
+    user: str
+    admin_cidrs: tuple[str, ...]
+    public_key: str
+
+
+@dataclass(frozen=True)
+class Ami:
+    id: str | None
+    owners: tuple[str, ...]
+    name_pattern: str
+
+
+@dataclass(frozen=True)
+class ShaBucket:
+    name: str
+    key: str
+    owner: bool            # exactly one stack owns (creates, protects) the bucket; the others only read it
+
+
+@dataclass(frozen=True)
+class Haproxy:
+    instance_type: str
+    vrrp_router_id: int
+    check_interval: int
+
+
+@dataclass(frozen=True)
+class Datadog:
+    enabled: bool
+    conf_dir: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    stack: str
+    environment: str
+    region: str
+    aws_endpoint: str | None
+    apps: tuple[App, ...]
+    deploy: Deploy
+    ruby: Ruby
+    network: Network
+    ssh: Ssh
+    ami: Ami
+    sha_bucket: ShaBucket
+    haproxy: Haproxy
+    datadog: Datadog
+    git_known_hosts: tuple[str, ...]
+    has_tls_certificate: bool
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def app(self, name: str) -> App:
+        for app in self.apps:
+            if app.name == name:
+                return app
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secret inputs, kept as Pulumi Outputs so they stay secret end to end."""
+
+    deploy_key: Any        # pulumi.Output[str]: the git deploy key (OpenSSH private key)
+    ssh_private_key: Any   # pulumi.Output[str]: the key remote commands log in with
+    tls_certificate: Any   # pulumi.Output[str] | None: PEM (cert + key) for HAProxy :443
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _fail(key: str, problem: str, example: str | None = None) -> None:
+    raise ConfigError(key, problem, example)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _match(value: Any, pattern: re.Pattern[str], key: str, what: str, example: str) -> str:
+    if not isinstance(value, str):
+        _fail(key, f"must be {what}, got {type(value).__name__} {_show(value)}", example)
+    if not pattern.match(value):
+        _fail(key, f"must be {what}, got {_show(value)}", example)
+    return value
+
+
+def _int(value: Any, key: str, low: int, high: int, example: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        else:
+            _fail(key, f"must be an integer from {low} to {high}, got {_show(value)}", example)
+    if not low <= value <= high:
+        _fail(key, f"must be an integer from {low} to {high}, got {value}", example)
+    return value
+
+
+def _bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    _fail(key, f"must be true or false, got {_show(value)}", "true")
+    return False  # unreachable
+
+
+def _mapping(value: Any, key: str, example: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _fail(key, f"must be a mapping, got {type(value).__name__}", example)
+    return value
+
+
+def _list(value: Any, key: str, example: str, min_items: int = 0) -> list[Any]:
+    if value is None:
+        value = []
+    if not isinstance(value, list):
+        _fail(key, f"must be a list, got {type(value).__name__} {_show(value)}", example)
+    if len(value) < min_items:
+        _fail(key, f"must have at least {min_items} item(s)", example)
+    return value
+
+
+def _unknown_keys(obj: dict[str, Any], allowed: set[str], key: str) -> None:
+    extra = sorted(set(obj) - allowed)
+    if extra:
+        _fail(f"{key}.{extra[0]}", f"is not a known setting (known: {', '.join(sorted(allowed))})")
+
+
+def _path(value: Any, key: str, example: str) -> str:
+    path = _match(value, ABS_PATH_RE, key, "an absolute path of letters, digits, '.', '_', '-'", example)
+    if any(part in (".", "..") for part in path.split("/")):
+        _fail(key, f"must not contain '.' or '..' segments, got {_show(path)}", example)
+    return path
+
+
+def parse_git_remote(value: Any, key: str) -> GitRemote:
+    example = "git@github.com:emami/ecom-platform.git"
+    if not isinstance(value, str):
+        _fail(key, f"must be a git SSH URL, got {type(value).__name__}", example)
+    m = GIT_SCP_RE.match(value) or GIT_SSH_RE.match(value)
+    if not m:
+        _fail(key, f"must be a git SSH URL (user@host:path or ssh://user@host[:port]/path), got {_show(value)}",
+              example)
+    if ".." in m.group("path").split("/") or not HOSTNAME_RE.match(m.group("host")):
+        _fail(key, f"has a bad host or path: {_show(value)}", example)
+    port = int(m.groupdict().get("port") or 22)
+    if not 1 <= port <= 65535:
+        _fail(key, f"port must be 1-65535, got {port}", example)
+    return GitRemote(url=value, user=m.group("user"), host=m.group("host"), port=port, path=m.group("path"))
+
+
+def _branch(value: Any, key: str) -> str:
+    branch = _match(value, BRANCH_RE, key, "a git branch name (letters, digits, '.', '_', '/', '-')", "master")
+    if ".." in branch or "//" in branch or branch.endswith((".lock", "/", ".")) or "/." in branch:
+        _fail(key, f"is not a valid git branch name: {_show(branch)}", "master")
+    return branch
+
+
+def _cidr(value: Any, key: str) -> str:
+    example = "203.0.113.0/24"
+    if not isinstance(value, str) or "/" not in value:
+        _fail(key, f"must be a CIDR block, got {_show(value)}", example)
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        _fail(key, f"is not a valid CIDR block ({exc})", example)
+    return ""  # unreachable
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
+    key = f"ecom-infra:apps[{index}]"
+    obj = _mapping(raw, key, EXAMPLE_APP)
+    _unknown_keys(obj, {"name", "repo", "branch", "servers", "instanceType", "hostnames", "healthCheckPath",
+                        "healthCheckTimeout", "pumaWorkers", "pumaThreads"}, key)
+    if "name" not in obj:
+        _fail(f"{key}.name", "is required", "ecom-platform")
+    name = _match(obj["name"], APP_NAME_RE, f"{key}.name",
+                  "a lowercase app name (letters, digits, '-', 2-40 characters)", "ecom-platform")
+    key = f"ecom-infra:apps[{name}]"
+    if "repo" not in obj:
+        _fail(f"{key}.repo", "is required", "git@github.com:emami/ecom-platform.git")
+    hostnames = _list(obj.get("hostnames"), f"{key}.hostnames", "[shop.example.com]", min_items=1)
+    return App(
+        name=name,
+        repo=parse_git_remote(obj["repo"], f"{key}.repo"),
+        branch=_branch(obj.get("branch", "master"), f"{key}.branch"),
+        servers=_int(obj.get("servers", 2), f"{key}.servers", 1, 100, "2"),
+        instance_type=_match(obj.get("instanceType", defaults["instanceType"]), INSTANCE_TYPE_RE,
+                             f"{key}.instanceType", "an EC2 instance type", "t3.small"),
+        hostnames=tuple(_match(h, HOSTNAME_RE, f"{key}.hostnames[{i}]", "a lowercase DNS name",
+                               "shop.example.com") for i, h in enumerate(hostnames)),
+        health_check_path=_match(obj.get("healthCheckPath", "/health"), URL_PATH_RE, f"{key}.healthCheckPath",
+                                 "a URL path starting with '/'", "/health"),
+        health_check_timeout=_int(obj.get("healthCheckTimeout", 60), f"{key}.healthCheckTimeout", 1, 600, "60"),
+        puma_workers=_int(obj.get("pumaWorkers", 2), f"{key}.pumaWorkers", 0, 64, "2"),
+        puma_threads=_int(obj.get("pumaThreads", 5), f"{key}.pumaThreads", 1, 64, "5"),
+    )
+
+
+def _parse_apps(raw: Any) -> tuple[App, ...]:
+    items = _list(raw, "ecom-infra:apps", f"[{EXAMPLE_APP}]", min_items=1)
+    apps = tuple(_parse_app(item, i, {"instanceType": "t3.small"}) for i, item in enumerate(items))
+    names = [a.name for a in apps]
+    for name in names:
+        if names.count(name) > 1:
+            _fail(f"ecom-infra:apps[{name}]", "is declared more than once")
+    hosts = [h for a in apps for h in a.hostnames]
+    for h in hosts:
+        if hosts.count(h) > 1:
+            _fail("ecom-infra:apps", f"hostname {h!r} is used by more than one app")
+    return apps
+
+
+def _parse_deploy(raw: Any) -> Deploy:
+    key = "ecom-infra:deploy"
+    obj = _mapping(raw, key, "{user: deploy, root: /srv/www, keepReleases: 5}")
+    _unknown_keys(obj, {"user", "group", "root", "keepReleases", "railsEnv"}, key)
+    user = _match(obj.get("user", "deploy"), UNIX_NAME_RE, f"{key}.user", "a unix user name", "deploy")
+    if user == "root":
+        _fail(f"{key}.user", "must not be root: the app runs as an unprivileged user", "deploy")
+    return Deploy(
+        user=user,
+        group=_match(obj.get("group", user), UNIX_NAME_RE, f"{key}.group", "a unix group name", "deploy"),
+        root=_path(obj.get("root", "/srv/www"), f"{key}.root", "/srv/www"),
+        keep_releases=_int(obj.get("keepReleases", 5), f"{key}.keepReleases", 2, 50, "5"),
+        rails_env=_match(obj.get("railsEnv", "production"), UNIX_NAME_RE, f"{key}.railsEnv", "a Rails environment",
+                         "production"),
+    )
+
+
+def _parse_ruby(raw: Any) -> Ruby:
+    key = "ecom-infra:ruby"
+    obj = _mapping(raw, key, "{source: distro, bundleLocal: false}")
+    _unknown_keys(obj, {"source", "bundleLocal"}, key)
+    source = obj.get("source", "distro")
+    if source != "distro":
+        _fail(f"{key}.source", f"must be 'distro' (Debian's ruby and bundler packages), got {_show(source)}",
+              "distro")
+    return Ruby(source=source, bundle_local=_bool(obj.get("bundleLocal", False), f"{key}.bundleLocal"))
+
+
+def _parse_network(raw: Any) -> Network:
+    key = "ecom-infra:network"
+    example = "{vpcId: vpc-0a1b2c3d, subnets: [{id: subnet-0a1b2c3d, az: us-east-1a, cidr: 10.0.1.0/24}]}"
+    obj = _mapping(raw, key, example)
+    _unknown_keys(obj, {"vpcId", "subnets"}, key)
+    if "vpcId" not in obj:
+        _fail(f"{key}.vpcId", "is required", "vpc-0a1b2c3d")
+    vpc_id = _match(obj["vpcId"], VPC_ID_RE, f"{key}.vpcId", "a VPC id", "vpc-0a1b2c3d")
+    subnets = []
+    for i, item in enumerate(_list(obj.get("subnets"), f"{key}.subnets", example, min_items=1)):
+        skey = f"{key}.subnets[{i}]"
+        sub = _mapping(item, skey, "{id: subnet-0a1b2c3d, az: us-east-1a, cidr: 10.0.1.0/24}")
+        _unknown_keys(sub, {"id", "az", "cidr"}, skey)
+        # The cidr is informational on AWS (addresses come from AWS); the offline plan and
+        # the local fleet use it to give instances addresses. Default: 10.0.<i+1>.0/24.
+        cidr = ipaddress.ip_network(_cidr(sub.get("cidr", f"10.0.{i + 1}.0/24"), f"{skey}.cidr"))
+        if cidr.version != 4 or cidr.prefixlen > 28:
+            _fail(f"{skey}.cidr", f"must be an IPv4 block of /28 or larger, got {cidr}", "10.0.1.0/24")
+        subnets.append(Subnet(
+            id=_match(sub.get("id"), SUBNET_ID_RE, f"{skey}.id", "a subnet id", "subnet-0a1b2c3d"),
+            az=_match(sub.get("az"), AZ_RE, f"{skey}.az", "an availability zone", "us-east-1a"),
+            cidr=cidr,
+        ))
+    ids = [s.id for s in subnets]
+    if len(set(ids)) != len(ids):
+        _fail(f"{key}.subnets", "lists a subnet twice")
+    return Network(vpc_id=vpc_id, subnets=tuple(subnets))
+
+
+def _parse_ssh(raw: Any) -> Ssh:
+    key = "ecom-infra:ssh"
+    example = "{user: admin, adminCidrs: [203.0.113.0/24], publicKey: 'ssh-ed25519 AAAA... ops'}"
+    obj = _mapping(raw, key, example)
+    _unknown_keys(obj, {"user", "adminCidrs", "publicKey"}, key)
+    cidrs = _list(obj.get("adminCidrs"), f"{key}.adminCidrs", "[203.0.113.0/24]", min_items=1)
+    parsed = tuple(_cidr(c, f"{key}.adminCidrs[{i}]") for i, c in enumerate(cidrs))
+    for i, c in enumerate(parsed):
+        if ipaddress.ip_network(c).prefixlen == 0:
+            _fail(f"{key}.adminCidrs[{i}]", f"opens SSH to the whole internet ({c}); name your admin networks",
+                  "203.0.113.0/24")
+    if "publicKey" not in obj:
+        _fail(f"{key}.publicKey", "is required (the public half of the key remote commands log in with)",
+              "ssh-ed25519 AAAAC3Nza... ops")
+    return Ssh(
+        user=_match(obj.get("user", "admin"), UNIX_NAME_RE, f"{key}.user", "a unix user name", "admin"),
+        admin_cidrs=parsed,
+        public_key=_match(obj["publicKey"], SSH_PUBKEY_RE, f"{key}.publicKey", "an OpenSSH public key line",
+                          "ssh-ed25519 AAAAC3Nza... ops"),
+    )
+
+
+def _parse_ami(raw: Any) -> Ami:
+    key = "ecom-infra:ami"
+    obj = _mapping(raw, key, "{owners: ['136693071363'], namePattern: 'debian-12-amd64-*'}")
+    _unknown_keys(obj, {"id", "owners", "namePattern"}, key)
+    ami_id = obj.get("id")
+    if ami_id is not None:
+        _match(ami_id, AMI_ID_RE, f"{key}.id", "an AMI id", "ami-0a1b2c3d4e5f60718")
+    owners = _list(obj.get("owners", ["136693071363"]), f"{key}.owners", "['136693071363']", min_items=1)
+    return Ami(
+        id=ami_id,
+        owners=tuple(_match(o, AMI_OWNER_RE, f"{key}.owners[{i}]", "a 12-digit account id or 'amazon'",
+                            "136693071363") for i, o in enumerate(owners)),
+        name_pattern=_match(obj.get("namePattern", "debian-12-amd64-*"), AMI_NAME_RE, f"{key}.namePattern",
+                            "an AMI name pattern", "debian-12-amd64-*"),
+    )
+
+
+def _parse_sha_bucket(raw: Any, environment: str) -> ShaBucket:
+    key = "ecom-infra:shaBucket"
+    obj = _mapping(raw, key, "{name: emami-ci-packages, key: sha_number.yml, owner: false}")
+    _unknown_keys(obj, {"name", "key", "owner"}, key)
+    s3_key = _match(obj.get("key", "sha_number.yml"), S3_KEY_RE, f"{key}.key", "an S3 object key", "sha_number.yml")
+    if ".." in s3_key:
+        _fail(f"{key}.key", f"must not contain '..', got {_show(s3_key)}", "sha_number.yml")
+    return ShaBucket(
+        name=_match(obj.get("name", "emami-ci-packages"), BUCKET_RE, f"{key}.name", "an S3 bucket name",
+                    "emami-ci-packages"),
+        key=s3_key,
+        owner=_bool(obj.get("owner", environment == "production"), f"{key}.owner"),
+    )
+
+
+def _parse_haproxy(raw: Any) -> Haproxy:
+    key = "ecom-infra:haproxy"
+    obj = _mapping(raw, key, "{instanceType: t3.micro}")
+    _unknown_keys(obj, {"instanceType", "vrrpRouterId", "checkInterval"}, key)
+    return Haproxy(
+        instance_type=_match(obj.get("instanceType", "t3.micro"), INSTANCE_TYPE_RE, f"{key}.instanceType",
+                             "an EC2 instance type", "t3.micro"),
+        vrrp_router_id=_int(obj.get("vrrpRouterId", 51), f"{key}.vrrpRouterId", 1, 255, "51"),
+        check_interval=_int(obj.get("checkInterval", 1), f"{key}.checkInterval", 1, 60, "1"),
+    )
+
+
+def _parse_datadog(raw: Any) -> Datadog:
+    key = "ecom-infra:datadog"
+    obj = _mapping(raw, key, "{enabled: true, confDir: /etc/datadog-agent/conf.d}")
+    _unknown_keys(obj, {"enabled", "confDir"}, key)
+    return Datadog(
+        enabled=_bool(obj.get("enabled", True), f"{key}.enabled"),
+        conf_dir=_path(obj.get("confDir", "/etc/datadog-agent/conf.d"), f"{key}.confDir", "/etc/datadog-agent/conf.d"),
+    )
+
+
+def _parse_known_hosts(raw: Any, apps: tuple[App, ...]) -> tuple[str, ...]:
+    key = "ecom-infra:gitKnownHosts"
+    example = "['github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl']"
+    lines = _list(raw, key, example, min_items=1)
+    parsed = tuple(_match(line, KNOWN_HOST_RE, f"{key}[{i}]", "a known_hosts line 'host keytype base64'", example)
+                   for i, line in enumerate(lines))
+    pinned = {line.split(" ", 1)[0] for line in parsed}
+    for app in apps:
+        wanted = app.repo.host if app.repo.port == 22 else f"[{app.repo.host}]:{app.repo.port}"
+        if wanted not in pinned:
+            _fail(key, f"has no host key for {wanted} (app {app.name}); git host keys are pinned, never trusted "
+                       "on first use", example)
+    return parsed
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls_certificate: bool = False) -> Settings:
+    """Validate raw config values (already JSON-decoded) into `Settings`.
+
+    `raw` maps keys without the `ecom-infra:` prefix (e.g. "apps") to values.
+    """
+    known = {"environment", "apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
+             "gitKnownHosts", "awsEndpoint", "tags", "deployKey", "sshPrivateKey", "tlsCertificate"}
+    for name in sorted(raw):
+        if name not in known:
+            _fail(f"ecom-infra:{name}", f"is not a known setting (known: {', '.join(sorted(known))})")
+    environment = raw.get("environment", stack)
+    if environment not in ENVIRONMENTS:
+        _fail("ecom-infra:environment", f"unknown environment {_show(environment)} "
+                                         f"(known: {', '.join(ENVIRONMENTS)})", "staging")
+    if region is None:
+        _fail("aws:region", "is required", "us-east-1")
+    region = _match(region, REGION_RE, "aws:region", "an AWS region", "us-east-1")
+    endpoint = raw.get("awsEndpoint")
+    if endpoint is not None:
+        endpoint = _match(endpoint, HTTP_URL_RE, "ecom-infra:awsEndpoint", "an http(s) URL", "http://127.0.0.1:5000")
+    if "apps" not in raw:
+        _fail("ecom-infra:apps", "is required: the apps this environment runs", f"[{EXAMPLE_APP}]")
+    apps = _parse_apps(raw["apps"])
+    tags = _mapping(raw.get("tags"), "ecom-infra:tags", "{CostCenter: shop}")
+    for k, v in tags.items():
+        _match(k, re.compile(r"^[A-Za-z][A-Za-z0-9_.:/=+@-]{0,127}$"), f"ecom-infra:tags.{k}", "a tag key", "Team")
+        _match(v, re.compile(r"^[A-Za-z0-9 _.:/=+@-]{0,255}$"), f"ecom-infra:tags.{k}", "a tag value", "shop")
+    return Settings(
+        project=project,
+        stack=stack,
+        environment=environment,
+        region=region,
+        aws_endpoint=endpoint,
+        apps=apps,
+        deploy=_parse_deploy(raw.get("deploy")),
+        ruby=_parse_ruby(raw.get("ruby")),
+        network=_parse_network(raw.get("network")),
+        ssh=_parse_ssh(raw.get("ssh")),
+        ami=_parse_ami(raw.get("ami")),
+        sha_bucket=_parse_sha_bucket(raw.get("shaBucket"), environment),
+        haproxy=_parse_haproxy(raw.get("haproxy")),
+        datadog=_parse_datadog(raw.get("datadog")),
+        git_known_hosts=_parse_known_hosts(raw.get("gitKnownHosts"), apps),
+        has_tls_certificate=has_tls_certificate,
+        tags=dict(sorted(tags.items())),
+    )
+
+
+STRUCTURED_KEYS = ("apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
+                   "gitKnownHosts", "tags")
+PLAIN_KEYS = ("environment", "awsEndpoint")
+
+
+def load() -> tuple[Settings, Secrets]:
+    """Read this stack's config through `pulumi.Config` and validate it."""
+    import json
+
+    import pulumi
+
+    config = pulumi.Config("ecom-infra")
+    raw: dict[str, Any] = {}
+    for name in STRUCTURED_KEYS:
+        try:
+            value = config.get_object(name)
+        except (json.JSONDecodeError, pulumi.ConfigTypeError):
+            _fail(f"ecom-infra:{name}", "is not valid structured config (JSON/YAML)")
+        if value is not None:
+            raw[name] = value
+    for name in PLAIN_KEYS:
+        value = config.get(name)
+        if value is not None:
+            raw[name] = value
+    _require_secret_key(config, "deployKey", "the git deploy key (OpenSSH private key)")
+    _require_secret_key(config, "sshPrivateKey", "the private key remote commands log in with")
+    tls = config.get_secret("tlsCertificate")
+    settings = parse(raw, project=pulumi.get_project(), stack=pulumi.get_stack(),
+                     region=pulumi.Config("aws").get("region"), has_tls_certificate=tls is not None)
+    secrets = Secrets(
+        deploy_key=config.require_secret("deployKey"),
+        ssh_private_key=config.require_secret("sshPrivateKey"),
+        tls_certificate=tls,
+    )
+    return settings, secrets
+
+
+def _require_secret_key(config: Any, name: str, what: str) -> None:
+    if config.get_secret(name) is None:
+        _fail(f"ecom-infra:{name}", f"is required: {what}; set it with "
+                                    f"`pulumi config set --secret ecom-infra:{name} < file`")
+
