@@ -190,7 +190,7 @@ def _show(value: Any) -> str:
 def _match(value: Any, pattern: re.Pattern[str], key: str, what: str, example: str) -> str:
     if not isinstance(value, str):
         _fail(key, f"must be {what}, got {type(value).__name__} {_show(value)}", example)
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         _fail(key, f"must be {what}, got {_show(value)}", example)
     return value
 
@@ -250,11 +250,11 @@ def parse_git_remote(value: Any, key: str) -> GitRemote:
     example = "git@github.com:emami/ecom-platform.git"
     if not isinstance(value, str):
         _fail(key, f"must be a git SSH URL, got {type(value).__name__}", example)
-    m = GIT_SCP_RE.match(value) or GIT_SSH_RE.match(value)
+    m = GIT_SCP_RE.fullmatch(value) or GIT_SSH_RE.fullmatch(value)
     if not m:
         _fail(key, f"must be a git SSH URL (user@host:path or ssh://user@host[:port]/path), got {_show(value)}",
               example)
-    if ".." in m.group("path").split("/") or not HOSTNAME_RE.match(m.group("host")):
+    if ".." in m.group("path").split("/") or not HOSTNAME_RE.fullmatch(m.group("host")):
         _fail(key, f"has a bad host or path: {_show(value)}", example)
     port = int(m.groupdict().get("port") or 22)
     if not 1 <= port <= 65535:

@@ -38,7 +38,7 @@ def check_sha(value: object, key: str) -> str:
         raise ConfigError(key, f"must be a 40-character hex commit sha, got {type(value).__name__}",
                           EXAMPLE_SHA)
     sha = value.strip().lower()
-    if not SHA_RE.match(sha):
+    if not SHA_RE.fullmatch(sha):
         shown = value if len(value) <= 60 and value.isprintable() else repr(value[:60])
         raise ConfigError(key, f"must be a 40-character hex commit sha, got {shown!r} "
                                f"({len(value)} characters)", EXAMPLE_SHA)
@@ -67,7 +67,7 @@ def parse(text: str, apps: Sequence[str], source: str = "sha_number.yml") -> Sha
                           f"staging: {{ecom-platform: {EXAMPLE_SHA}}}")
     result: ShaMap = {}
     for env, entry in doc.items():
-        if not isinstance(env, str) or not NAME_RE.match(env):
+        if not isinstance(env, str) or not NAME_RE.fullmatch(env):
             raise ConfigError(f"{source}: {env!r}", "is not a valid environment name", "staging")
         if isinstance(entry, str):  # old flat form
             result[env] = {apps[0]: check_sha(entry, f"{source}: {env}")}

@@ -1,0 +1,175 @@
+"""The offline plan of each stack: what is declared, how it is protected, what it exports."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from ecom_infra import plan as offline_plan
+from ecom_infra.errors import ConfigError
+
+from ..conftest import ROOT, SHA_A, SHA_B, resources_of
+
+SCHEMA = json.loads((ROOT / "docs" / "outputs.schema.json").read_text())
+INSTANCE = "aws:ec2/instance:Instance"
+
+
+@pytest.mark.parametrize("stack,platform,docs", [("staging", 2, 1), ("production", 3, 1), ("synthetic", 20, 20)])
+def test_one_instance_per_server_plus_two_haproxy_nodes(plans, stack, platform, docs):
+    plan = plans(stack)
+    names = sorted(r["name"] for r in resources_of(plan, INSTANCE))
+    expected = sorted([f"ecom-platform-{i + 1}" for i in range(platform)] +
+                      [f"ecom-docs-{i + 1}" for i in range(docs)] + ["haproxy-a", "haproxy-b"])
+    assert names == expected
+    assert len(resources_of(plan, "ecom:app:AppServer")) == platform + docs
+    assert len(resources_of(plan, "tls:index/privateKey:PrivateKey")) == platform + docs + 2
+
+
+@pytest.mark.parametrize("stack", ["staging", "production", "synthetic"])
+def test_outputs_match_the_schema(plans, stack):
+    outputs = plans(stack)["outputs"]
+    jsonschema.validate(outputs, SCHEMA)
+    assert outputs["environment"] == "staging" if stack != "production" else "production"
+    servers = [s["name"] for s in outputs["apps"]["ecom-platform"]["servers"]]
+    assert servers == [f"ecom-platform-{i + 1}" for i in range(len(servers))]
+
+
+def test_outputs_carry_the_shas_of_the_environment(plans):
+    assert plans("staging")["outputs"]["apps"]["ecom-platform"]["sha"] == SHA_A
+    assert plans("staging")["outputs"]["apps"]["ecom-docs"]["sha"] == SHA_B
+    assert plans("production")["outputs"]["apps"]["ecom-platform"]["sha"] == SHA_B
+    assert plans("production")["outputs"]["apps"]["ecom-docs"]["sha"] is None
+
+
+def test_schema_rejects_a_broken_document(plans):
+    outputs = json.loads(json.dumps(plans("staging")["outputs"]))
+    outputs["apps"]["ecom-platform"]["sha"] = "abc"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(outputs, SCHEMA)
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_every_instance_is_hardened_and_tagged(plans, stack):
+    for r in resources_of(plans(stack), INSTANCE):
+        i = r["inputs"]
+        assert i["metadataOptions"]["httpTokens"] == "required", r["name"]
+        assert i["metadataOptions"]["httpPutResponseHopLimit"] == 1
+        assert i["rootBlockDevice"]["encrypted"] is True
+        assert i["userData"] == "[secret]"                      # it carries the host's private key
+        assert "userData" in r["options"]["additional_secret_outputs"]
+        role = "haproxy" if r["name"].startswith("haproxy") else "app"
+        assert i["tags"]["Role"] == role and i["tags"]["Environment"] == stack
+        if role == "app":
+            assert i["tags"]["App"] == r["name"].rsplit("-", 1)[0]
+
+
+def test_servers_are_spread_over_subnets_and_azs(plans):
+    instances = {r["name"]: r["inputs"] for r in resources_of(plans("production"), INSTANCE)}
+    assert {instances[f"ecom-platform-{i}"]["availabilityZone"] for i in (1, 2, 3)} == {"us-east-1a", "us-east-1b"}
+    assert instances["haproxy-a"]["subnetId"] != instances["haproxy-b"]["subnetId"]
+
+
+def test_user_data_pins_the_host_key_and_blocks_imds():
+    result = offline_plan.run("staging", sha_file_text=None)
+    revealed = result.to_dict(reveal_secrets=True)
+    keys = {r["name"]: r for r in revealed["resources"] if r["type"] == "tls:index/privateKey:PrivateKey"}
+    for r in resources_of(revealed, INSTANCE):
+        user_data = r["inputs"]["userData"]
+        assert user_data.startswith("#cloud-config\n")
+        assert "ssh_genkeytypes: []" in user_data and "ssh_deletekeys: true" in user_data
+        assert "BEGIN OPENSSH PRIVATE KEY" in user_data
+        assert "169.254.169.254 meta skuid != 0 reject" in user_data
+        assert keys[f"{r['name']}-host-key"]["inputs"]["algorithm"] == "ED25519"
+
+
+def test_security_groups_are_least_privilege(plans):
+    groups = {r["name"]: r["inputs"] for r in resources_of(plans("staging"), "aws:ec2/securityGroup:SecurityGroup")}
+    haproxy, app = groups["sg-haproxy"]["ingress"], groups["sg-app"]["ingress"]
+    web = {(rule["fromPort"], tuple(rule.get("cidrBlocks", []))) for rule in haproxy if rule["protocol"] == "tcp"}
+    assert web == {(80, ("0.0.0.0/0",)), (443, ("0.0.0.0/0",)), (22, ("203.0.113.0/24",))}
+    vrrp = [rule for rule in haproxy if rule["protocol"] == "112"]
+    assert len(vrrp) == 1 and vrrp[0]["self"] is True and not vrrp[0].get("cidrBlocks")
+    app_http = [rule for rule in app if rule["fromPort"] == 80]
+    assert len(app_http) == 1 and not app_http[0].get("cidrBlocks") and len(app_http[0]["securityGroups"]) == 1
+    assert [rule["cidrBlocks"] for rule in app if rule["fromPort"] == 22] == [["203.0.113.0/24"]]
+    assert {rule["fromPort"] for rule in app} == {80, 22}
+
+
+def test_only_the_owner_stack_declares_the_bucket(plans):
+    assert resources_of(plans("staging"), "aws:s3/bucket:Bucket") == []
+    [bucket] = resources_of(plans("production"), "aws:s3/bucket:Bucket")
+    assert bucket["inputs"]["bucket"] == "emami-ci-packages"
+    assert bucket["options"]["protect"] and bucket["options"]["retain_on_delete"]
+    children = {r["type"]: r for r in plans("production")["resources"] if r["parent"] == bucket["parent"]}
+    assert children["aws:s3/bucketVersioning:BucketVersioning"]["inputs"]["versioningConfiguration"] == {
+        "status": "Enabled"}
+    assert children["aws:s3/bucketVersioning:BucketVersioning"]["options"]["protect"]
+    block = children["aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"]["inputs"]
+    assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    enc = children["aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"]
+    assert enc["inputs"]["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    policy = json.loads(children["aws:s3/bucketPolicy:BucketPolicy"]["inputs"]["policy"])
+    [deny] = policy["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # The sha file itself is never a Pulumi resource: CI owns its content.
+    assert not [r for r in plans("production")["resources"] if "bucketObject" in r["type"]]
+
+
+def test_haproxy_role_may_only_move_this_eip(plans):
+    plan = plans("staging")
+    [policy] = resources_of(plan, "aws:iam/rolePolicy:RolePolicy")
+    doc = json.loads(policy["inputs"]["policy"])
+    actions = sorted(s["Action"] for s in doc["Statement"])
+    assert actions == ["ec2:AssociateAddress", "ec2:DescribeAddresses"]
+    assoc = next(s for s in doc["Statement"] if s["Action"] == "ec2:AssociateAddress")
+    [eip] = resources_of(plan, "aws:ec2/eip:Eip")
+    assert len(assoc["Resource"]) == 3 and any(eip["id"] in arn for arn in assoc["Resource"])
+    [association] = resources_of(plan, "aws:ec2/eipAssociation:EipAssociation")
+    assert association["options"]["ignore_changes"] == ["instanceId"]     # keepalived owns it after creation
+
+
+def test_every_resource_has_a_parent_in_a_component(plans):
+    plan = plans("staging")
+    urns = {r["urn"]: r for r in plan["resources"]}
+    for r in plan["resources"]:
+        if r["type"] in (INSTANCE, "tls:index/privateKey:PrivateKey"):
+            assert urns[r["parent"]]["type"] == "ecom:host:Ec2Host"
+        if r["type"] == "ecom:host:Ec2Host" and not r["name"].startswith("haproxy"):
+            assert urns[r["parent"]]["type"] == "ecom:app:AppServer"
+    assert all(r["type"].startswith("ecom:") for r in plan["resources"] if not r["custom"])
+
+
+def test_plan_is_deterministic():
+    first = json.dumps(offline_plan.run("production").to_dict(), sort_keys=True)
+    second = json.dumps(offline_plan.run("production").to_dict(), sort_keys=True)
+    assert first == second
+
+
+def test_missing_sha_file_provisions_without_release_and_warns():
+    result = offline_plan.run("staging", sha_file_text=None)
+    assert len(result.warnings) == 1
+    assert "ecom-deploy stage --env staging" in result.warnings[0]
+    assert result.to_dict()["outputs"]["apps"]["ecom-platform"]["sha"] is None
+    assert resources_of(result.to_dict(), INSTANCE)
+
+
+def test_legacy_flat_sha_file_means_first_app():
+    outputs = offline_plan.run("staging", sha_file_text=f"staging: {SHA_B}\nproduction: {SHA_A}\n").to_dict()["outputs"]
+    assert outputs["apps"]["ecom-platform"]["sha"] == SHA_B
+    assert outputs["apps"]["ecom-docs"]["sha"] is None
+
+
+@pytest.mark.parametrize("text", ["staging: {ecom-platform: 123}\n", "staging: [\n", f"staging:\n  nope: {SHA_A}\n"])
+def test_malformed_sha_file_fails_the_run(text):
+    with pytest.raises(ConfigError, match=r"^s3://emami-ci-packages/sha_number\.yml"):
+        offline_plan.run("staging", sha_file_text=text)
+
+
+def test_placeholder_secrets_appear_only_masked():
+    result = offline_plan.run("staging", sha_file_text=None)
+    masked = json.dumps(result.to_dict())
+    revealed = json.dumps(result.to_dict(reveal_secrets=True))
+    assert "PLACEHOLDER-NOT-A-REAL-SECRET" not in masked and "PRIVATE KEY" not in masked
+    assert "PRIVATE KEY" in revealed
