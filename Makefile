@@ -1,0 +1,53 @@
+# The two commands a person needs: `make up` (the platform on the local default) and `make test`.
+# Both set everything up first (Debian packages when run as root, then the Python venv).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK ?= staging
+# Host programs the tests and the local fleet run for real.
+APT_PACKAGES := shellcheck haproxy keepalived nginx-light openssh-server openssh-client iproute2 iptables \
+	git curl sudo socat ruby ruby-rails puma ruby-sprockets-rails bundler python3-boto3 systemd \
+	util-linux procps
+
+.PHONY: setup setup-system setup-python up down test test-fast plan bench clean
+
+setup: setup-system setup-python
+
+# Debian packages. Services must not start on this machine when installed (a policy-rc.d
+# that says "no" while apt runs): the fleet's hosts start their own copies.
+setup-system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "[setup] Debian packages present"; \
+	elif [ "$$(id -u)" != 0 ]; then echo "[setup] missing Debian packages (run as root to install): $$missing" >&2; exit 1; \
+	else echo "[setup] installing:" $$missing; \
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
+	  trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; fi
+
+setup-python: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@echo "[setup] python venv $(VENV)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+up: setup
+	@$(VENV)/bin/ecom-deploy plan --stack $(STACK)
+
+down:
+	@echo "[down] nothing is running yet"
+
+test: setup
+	@$(PY) -m pytest
+
+plan: setup-python
+	@$(VENV)/bin/ecom-deploy plan --stack $(STACK)
+
+bench: setup
+	@$(PY) bench/plan.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
