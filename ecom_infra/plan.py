@@ -58,8 +58,24 @@ class PlanResult:
                 "dependencies": sorted(deps), "provider": r.provider, "id": r.id, "options": r.options,
                 "inputs": to_json(r.inputs, reveal_secrets),
             })
-        return {"project": PROJECT_NAME, "stack": self.stack, "resources": resources,
+        return {"project": PROJECT_NAME, "stack": self.stack, "resources": resources, "hosts": self.hosts(),
                 "outputs": to_json(self.outputs, reveal_secrets), "warnings": list(self.warnings)}
+
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        """Every EC2 host by name: id, address, role, app and the public half of its pinned host key."""
+        keys = {r.name: plan_mocks.unwrap(r.state) for r in self.resources
+                if r.type == "tls:index/privateKey:PrivateKey"}
+        hosts = {}
+        for r in self.resources:
+            if r.type != "aws:ec2/instance:Instance":
+                continue
+            state = plan_mocks.unwrap(r.state)
+            tags = state.get("tags") or {}
+            hosts[r.name] = {"instanceId": r.id, "privateIp": state.get("privateIp"), "role": tags.get("Role"),
+                             "app": None if tags.get("App") in (None, "-") else tags.get("App"),
+                             "az": state.get("availabilityZone"),
+                             "hostKey": (keys.get(f"{r.name}-host-key") or {}).get("publicKeyOpenssh", "").strip()}
+        return dict(sorted(hosts.items()))
 
 
 def to_json(value: Any, reveal: bool) -> Any:

@@ -122,8 +122,9 @@ def render_text(doc: dict) -> str:
         if r["type"].startswith("command:remote:"):
             host = r["inputs"].get("connection", {}).get("host", "?")
             by_host.setdefault(str(host), []).append(r)
-    for host in sorted(by_host):
-        out.append(f"== host {host}")
+    names = {h["privateIp"]: name for name, h in doc.get("hosts", {}).items()}
+    for host in sorted(by_host, key=lambda h: names.get(h, h)):
+        out.append(f"== {names.get(host, '?')} ({host})")
         for r in by_host[host]:
             for key in SCRIPT_KEYS:
                 if key in r["inputs"]:

@@ -1,0 +1,123 @@
+"""The local fleet's cloud: the plan's EC2 resources made real in moto server.
+
+`MotoMocks` answers the program's resource registrations like the offline mocks, except
+for the resources other hosts act on through the AWS API: EC2 instances, the Elastic IP
+and its association are created in moto (over HTTP), and their ids are moto's, so the
+keepalived takeover script on a HAProxy node changes real moto state. Each instance's
+private IP is the address of the fleet host that plays it. Creation is idempotent (found
+again by a tag), so re-running the plan reuses what exists, like a Pulumi state would.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from ecom_infra.mocks import PlanMocks, unwrap
+
+NAME_TAG = "ecom:fleet-name"
+
+
+def ec2_client(endpoint: str, region: str):
+    return boto3.client("ec2", endpoint_url=endpoint, region_name=region,
+                        aws_access_key_id="fleet", aws_secret_access_key="fleet")
+
+
+@dataclass
+class MotoMocks(PlanMocks):
+    endpoint: str = "http://127.0.0.1:5000"
+    eip_address: str | None = None        # the fleet's address standing in for the EIP's public IP
+    _subnets: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ec2 = ec2_client(self.endpoint, self.region)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _tagged(name: str) -> list[dict]:
+        return [{"ResourceType": "instance", "Tags": [{"Key": NAME_TAG, "Value": name}]}]
+
+    def _moto_subnet(self, cidr: str) -> str:
+        """A moto subnet with the same block as the stack's subnet (found again by its block)."""
+        if cidr in self._subnets:
+            return self._subnets[cidr]
+        found = self.ec2.describe_subnets(Filters=[{"Name": "cidr-block", "Values": [cidr]}])["Subnets"]
+        if found:
+            subnet_id = found[0]["SubnetId"]
+        else:
+            network = ipaddress.ip_network(cidr)
+            vpc_block = str(network.supernet(new_prefix=min(network.prefixlen, 16)))
+            vpcs = self.ec2.describe_vpcs(Filters=[{"Name": "cidr", "Values": [vpc_block]}])["Vpcs"]
+            vpc_id = vpcs[0]["VpcId"] if vpcs else self.ec2.create_vpc(CidrBlock=vpc_block)["Vpc"]["VpcId"]
+            subnet_id = self.ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr)["Subnet"]["SubnetId"]
+        self._subnets[cidr] = subnet_id
+        return subnet_id
+
+    def _find_instance(self, name: str) -> dict | None:
+        reservations = self.ec2.describe_instances(Filters=[
+            {"Name": f"tag:{NAME_TAG}", "Values": [name]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+        instances = [i for r in reservations for i in r["Instances"]]
+        return instances[0] if instances else None
+
+    def _image(self) -> str:
+        return self.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+    # -- resources -----------------------------------------------------------------------
+
+    def new_resource(self, args):
+        rid, state = super().new_resource(args)
+        inputs = unwrap(args.inputs)
+        if args.typ == "aws:ec2/instance:Instance":
+            rid, state = self._instance(args.name, inputs, state)
+        elif args.typ == "aws:ec2/eip:Eip":
+            rid, state = self._eip(args.name, state)
+        elif args.typ == "aws:ec2/eipAssociation:EipAssociation":
+            self._associate(inputs["allocationId"], inputs["instanceId"])
+        return [rid, state]
+
+    def _instance(self, name: str, inputs: dict, state: dict) -> tuple[str, dict]:
+        found = self._find_instance(name)
+        if found is None:
+            cidr = self.subnet_cidrs.get(inputs.get("subnetId", ""), "10.0.1.0/24")
+            found = self.ec2.run_instances(
+                ImageId=self._image(), MinCount=1, MaxCount=1, InstanceType=inputs.get("instanceType", "t3.micro"),
+                SubnetId=self._moto_subnet(cidr), PrivateIpAddress=state["privateIp"],
+                TagSpecifications=self._tagged(name))["Instances"][0]
+        state.update(privateIp=found["PrivateIpAddress"],
+                     arn=f"arn:aws:ec2:{self.region}:123456789012:instance/{found['InstanceId']}")
+        return found["InstanceId"], state
+
+    def _eip(self, name: str, state: dict) -> tuple[str, dict]:
+        addresses = self.ec2.describe_addresses(Filters=[{"Name": f"tag:{NAME_TAG}", "Values": [name]}])["Addresses"]
+        if addresses:
+            allocation = addresses[0]["AllocationId"]
+        else:
+            allocation = self.ec2.allocate_address(Domain="vpc")["AllocationId"]
+            self.ec2.create_tags(Resources=[allocation], Tags=[{"Key": NAME_TAG, "Value": name}])
+        state.update(allocationId=allocation, publicIp=self.eip_address or state["publicIp"],
+                     arn=f"arn:aws:ec2:{self.region}:123456789012:elastic-ip/{allocation}")
+        return allocation, state
+
+    def _associate(self, allocation: str, instance: str) -> None:
+        """The initial association only: later moves belong to keepalived (ignore_changes)."""
+        [address] = self.ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
+        if not address.get("InstanceId"):
+            self.ec2.associate_address(AllocationId=allocation, InstanceId=instance, AllowReassociation=True)
+
+    def call(self, args) -> Any:
+        """The sha file is read from moto's S3, where `ecom-deploy stage` wrote it."""
+        inputs = unwrap(args.args)
+        if args.token in ("aws:s3/getObjects:getObjects", "aws:s3/getObject:getObject"):
+            s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region,
+                              aws_access_key_id="fleet", aws_secret_access_key="fleet")
+            if args.token.endswith("getObjects"):
+                listing = s3.list_objects_v2(Bucket=inputs["bucket"], Prefix=inputs.get("prefix", ""))
+                return {"bucket": inputs["bucket"], "keys": [o["Key"] for o in listing.get("Contents", [])],
+                        "commonPrefixes": [], "owners": [], "requestCharged": "", "id": inputs["bucket"]}
+            body = s3.get_object(Bucket=inputs["bucket"], Key=inputs["key"])["Body"].read().decode()
+            return {"body": body, "contentType": "text/yaml", "bucket": inputs["bucket"], "key": inputs["key"]}
+        return super().call(args)
