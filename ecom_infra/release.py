@@ -1,0 +1,381 @@
+"""The sha file in S3: read it, change it safely, and read its history.
+
+`sha_number.yml` (format in `ecom_infra.shafile`) lives in a versioned bucket. Several CI
+jobs may write it at the same moment (two apps finishing their specs together), so every
+write is a compare-and-swap: the upload carries `If-Match: <ETag we read>` (or
+`If-None-Match: *` when there was no object), and a precondition failure means somebody
+else wrote in between: we re-read, re-apply our change to their version and try again,
+a bounded number of times with jittered backoff. Nothing is ever written from a file
+that did not parse, so a malformed file in the bucket is left for a person to fix.
+
+Each write records who made it, which verb, and the sha each changed entry had before,
+as S3 object metadata; `history` and `rollback` read those back from the object versions.
+
+This module holds no argparse: `ecom_infra.release_cli` turns arguments into calls here.
+"""
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from . import shafile
+from .errors import ConfigError
+
+DEFAULT_BUCKET = "emami-ci-packages"
+DEFAULT_KEY = "sha_number.yml"
+CONTENT_TYPE = "text/yaml"   # a text/* type, so the Pulumi program can read it with aws.s3.get_object
+NONE = "(none)"
+
+# Metadata keys S3 stores with each version (S3 lowercases them; values must be ASCII).
+META_ACTOR = "ecom-actor"
+META_VERB = "ecom-verb"
+META_PREVIOUS = "ecom-previous"   # "env/app=sha-or-none,..." for every entry this write changed
+
+# Compare-and-swap retries: a handful of concurrent CI jobs settle within a few rounds;
+# full jitter (a random sleep up to an exponentially growing cap) keeps them from
+# colliding again in lock step.
+DEFAULT_ATTEMPTS = 25
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 2.0
+
+ShaMap = shafile.ShaMap
+
+# S3 error codes that mean "the object changed since we read it".
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409"}
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+                     "TokenRefreshRequired", "InvalidClientTokenId"}
+
+
+@dataclass(frozen=True)
+class Location:
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What we read: the parsed file and the ETag a conditional write must match."""
+    shas: ShaMap
+    etag: str | None          # None: the object does not exist (write with If-None-Match: *)
+    version_id: str | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry as a verb leaves it; `old == new` means it was already so."""
+    env: str
+    app: str
+    old: str | None
+    new: str
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+    def line(self) -> str:
+        text = f"{self.env}/{self.app}: {self.old or NONE} \u2192 {self.new}"
+        return text if self.changed else text + " (unchanged, nothing written)"
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """A period during which env/app had one sha, identified by the version that set it."""
+    time: datetime
+    sha: str | None
+    actor: str
+    verb: str
+    previous: str | None
+    version_id: str
+
+    def line(self) -> str:
+        stamp = self.time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (f"{stamp}  {self.sha or NONE:<40}  {self.actor:<20}  {self.verb:<9}  "
+                f"{self.previous or NONE}")
+
+
+@dataclass
+class _Version:
+    """One stored version of the object, parsed (shas is None when it did not parse)."""
+    version_id: str
+    time: datetime
+    shas: ShaMap | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class _Conflict(Exception):
+    """The object changed between our read and our conditional write."""
+
+
+def s3_client(endpoint_url: str | None = None, region: str | None = None):
+    """A boto3 S3 client on its own session (sessions are not shared between threads).
+
+    Region and credentials come from the normal AWS environment. A custom endpoint (moto,
+    LocalStack) gets path-style addressing, since it has no per-bucket DNS names.
+    """
+    config = botocore.config.Config(
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    session = boto3.session.Session(region_name=region)
+    return session.client("s3", endpoint_url=endpoint_url or None, config=config)
+
+
+@contextmanager
+def s3_errors(location: Location, endpoint_url: str | None = None) -> Iterator[None]:
+    """Turn the S3 failures a person can cause into one-line ConfigErrors naming the cause."""
+    try:
+        yield
+    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
+        raise ConfigError("AWS credentials", "none found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                                             "AWS_PROFILE or use an instance role") from None
+    except botocore.exceptions.EndpointConnectionError as exc:
+        where = endpoint_url or getattr(exc, "kwargs", {}).get("endpoint_url", "the S3 endpoint")
+        raise ConfigError("--endpoint-url", f"cannot connect to {where}") from None
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        message = str(exc.response.get("Error", {}).get("Message", "")).strip()
+        if code == "NoSuchBucket":
+            raise ConfigError("--bucket", f"bucket {location.bucket!r} does not exist") from None
+        if code in _CREDENTIAL_CODES:
+            raise ConfigError("AWS credentials", f"rejected by S3 ({code})") from None
+        if code in {"AccessDenied", "403", "AllAccessDisabled"}:
+            raise ConfigError("--bucket", f"access denied to {location} (check the credentials' "
+                                          f"permissions and the bucket policy)") from None
+        raise ConfigError(str(location), f"S3 error {code}: {message}") from None
+    except botocore.exceptions.BotoCoreError as exc:   # timeouts, bad endpoint URL, region...
+        raise ConfigError(str(location), f"S3 request failed: {exc}") from None
+
+
+def backoff_delay(attempt: int, rand: Callable[[float, float], float] = random.uniform) -> float:
+    """Full-jitter delay before retry number `attempt` (1-based)."""
+    return rand(0.0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt))
+
+
+def encode_previous(changes: Sequence[Change]) -> str:
+    """`env/app=sha,...` for the changed entries; `none` where there was no sha."""
+    return ",".join(f"{c.env}/{c.app}={c.old or 'none'}" for c in changes if c.changed)
+
+
+def decode_previous(text: str) -> dict[tuple[str, str], str | None]:
+    """Inverse of encode_previous; ignores anything malformed (metadata is advisory)."""
+    found: dict[tuple[str, str], str | None] = {}
+    for item in text.split(","):
+        match = re.fullmatch(r"([a-z][a-z0-9-]*)/([a-z][a-z0-9-]*)=([0-9a-f]{40}|none)", item.strip())
+        if match:
+            env, app, sha = match.groups()
+            found[(env, app)] = None if sha == "none" else sha
+    return found
+
+
+class ShaStore:
+    """The sha file at one S3 location, with compare-and-swap updates and version history."""
+
+    def __init__(self, client, location: Location, apps: Sequence[str], *,
+                 endpoint_url: str | None = None, attempts: int = DEFAULT_ATTEMPTS,
+                 sleep: Callable[[float], None] = time.sleep):
+        if not apps:
+            raise ValueError("ShaStore needs the list of known apps")
+        self.client = client
+        self.location = location
+        self.apps = list(apps)
+        self.endpoint_url = endpoint_url
+        self.attempts = attempts
+        self.sleep = sleep
+
+    # -- reading -------------------------------------------------------------------------
+    def read(self) -> Snapshot:
+        """The current file; an absent object reads as empty. Malformed YAML raises ConfigError."""
+        with s3_errors(self.location, self.endpoint_url):
+            try:
+                reply = self.client.get_object(Bucket=self.location.bucket, Key=self.location.key)
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+                    return Snapshot({}, None, None)
+                raise
+            text = reply["Body"].read().decode("utf-8", errors="replace")
+        shas = shafile.parse(text, self.apps, source=str(self.location))
+        return Snapshot(shas, reply["ETag"], reply.get("VersionId"))
+
+    def versions_newest_first(self) -> Iterator[_Version]:
+        """Every stored version of the object, newest first, each fetched and parsed lazily.
+
+        S3 lists the versions of one key newest first, so the listing order is kept (the
+        timestamps have only second precision and cannot order two quick writes). Delete
+        markers are skipped: a deleted file has no entries to show.
+        """
+        with s3_errors(self.location, self.endpoint_url):
+            pages = self.client.get_paginator("list_object_versions").paginate(
+                Bucket=self.location.bucket, Prefix=self.location.key)
+            for page in pages:
+                for item in page.get("Versions", []):
+                    if item["Key"] != self.location.key:
+                        continue
+                    yield self._fetch_version(item["VersionId"], item["LastModified"])
+
+    def _fetch_version(self, version_id: str, modified: datetime) -> _Version:
+        reply = self.client.get_object(Bucket=self.location.bucket, Key=self.location.key,
+                                       VersionId=version_id)
+        text = reply["Body"].read().decode("utf-8", errors="replace")
+        try:
+            shas: ShaMap | None = shafile.parse(text, self.apps, source=str(self.location))
+        except ConfigError:
+            shas = None   # a hand-edited broken version: history skips it, it never ran
+        return _Version(version_id, modified, shas, dict(reply.get("Metadata") or {}))
+
+    # -- writing -------------------------------------------------------------------------
+    def update(self, mutate: Callable[[ShaMap], list[Change]], *, verb: str, actor: str) -> list[Change]:
+        """Read, apply `mutate` (it edits the map in place and reports its changes), write back.
+
+        `mutate` is re-run on the fresh file after every lost race, so it must be a pure
+        function of the map it gets. It may raise ConfigError to refuse; then nothing is
+        written. Returns the changes of the attempt that won (none written if none changed).
+        """
+        for attempt in range(1, self.attempts + 1):
+            snapshot = self.read()
+            shas = {env: dict(entries) for env, entries in snapshot.shas.items()}
+            changes = mutate(shas)
+            if not any(c.changed for c in changes):
+                return changes
+            try:
+                self._put(shas, snapshot.etag, verb=verb, actor=actor, previous=encode_previous(changes))
+            except _Conflict:
+                if attempt < self.attempts:
+                    self.sleep(backoff_delay(attempt))
+                continue
+            return changes
+        raise ConfigError(str(self.location), f"kept changing under us: gave up after {self.attempts} "
+                                              f"attempts, nothing written by this run; try again")
+
+    def _put(self, shas: ShaMap, etag: str | None, *, verb: str, actor: str, previous: str) -> None:
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        with s3_errors(self.location, self.endpoint_url):
+            try:
+                self.client.put_object(
+                    Bucket=self.location.bucket, Key=self.location.key,
+                    Body=shafile.dump(shas).encode(), ContentType=CONTENT_TYPE,
+                    Metadata={META_ACTOR: actor, META_VERB: verb, META_PREVIOUS: previous},
+                    **condition)
+            except botocore.exceptions.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in _CONFLICT_CODES:
+                    raise _Conflict() from None
+                raise
+
+    def versioning_enabled(self) -> bool:
+        with s3_errors(self.location, self.endpoint_url):
+            reply = self.client.get_bucket_versioning(Bucket=self.location.bucket)
+        return reply.get("Status") == "Enabled"
+
+
+# -- the verbs' logic, as pure functions over the map plus the store ----------------------
+def stage_mutation(env: str, app: str, sha: str) -> Callable[[ShaMap], list[Change]]:
+    def mutate(shas: ShaMap) -> list[Change]:
+        old = shas.get(env, {}).get(app)
+        shas.setdefault(env, {})[app] = sha
+        return [Change(env, app, old, sha)]
+    return mutate
+
+
+def promote_mutation(source: str, target: str, apps: Sequence[str], *,
+                     explicit: bool) -> Callable[[ShaMap], list[Change]]:
+    """Copy `apps` from `source` to `target`. Apps `source` has no sha for are an error when
+    asked for by name, and otherwise left alone in `target` (reported by the caller)."""
+    def mutate(shas: ShaMap) -> list[Change]:
+        available = shas.get(source, {})
+        missing = [app for app in apps if app not in available]
+        if explicit and missing:
+            raise ConfigError("--app", f"{source}/{missing[0]} has no sha to promote")
+        if len(missing) == len(apps):
+            raise ConfigError("--from", f"{source} has no sha for {', '.join(apps)}: nothing to promote")
+        changes = []
+        for app in apps:
+            if app in available:
+                old = shas.get(target, {}).get(app)
+                shas.setdefault(target, {})[app] = available[app]
+                changes.append(Change(target, app, old, available[app]))
+        return changes
+    return mutate
+
+
+def rollback_mutation(env: str, app: str, expected_current: str | None,
+                      sha: str) -> Callable[[ShaMap], list[Change]]:
+    """Set env/app to `sha`, refusing if the entry moved since the history was read."""
+    def mutate(shas: ShaMap) -> list[Change]:
+        current = shas.get(env, {}).get(app)
+        if current != expected_current:
+            raise ConfigError("--app", f"{env}/{app} changed to {current or NONE} while rolling back; "
+                                       f"check `history` and run rollback again")
+        shas.setdefault(env, {})[app] = sha
+        return [Change(env, app, current, sha)]
+    return mutate
+
+
+def history(store: ShaStore, env: str, app: str, skipped: list[str] | None = None) -> Iterator[HistoryRow]:
+    """The periods of env/app, newest first: when each sha was set, by whom, and what it replaced.
+
+    Consecutive versions with the same value for env/app (other entries changed) are one
+    period; it is credited to its oldest version, the one that set the value. Periods
+    without the entry are not shown. `previous` is the value of the period before; for
+    the oldest period we know of it falls back to what the setting write recorded in its
+    metadata (older versions may have expired).
+    Versions that do not parse are skipped and their ids appended to `skipped`.
+    """
+    run: _Version | None = None      # the oldest version seen so far of the current period
+    run_value: str | None = None
+    for version in store.versions_newest_first():
+        if version.shas is None:
+            if skipped is not None:
+                skipped.append(version.version_id)
+            continue
+        value = version.shas.get(env, {}).get(app)
+        if run is not None and value != run_value:
+            if run_value is not None:   # a period without the entry is not a release
+                yield _row(run, run_value, previous=value)
+            run = None
+        if run is None or value == run_value:
+            run, run_value = version, value
+    if run is not None and run_value is not None:
+        recorded = decode_previous(run.metadata.get(META_PREVIOUS, ""))
+        yield _row(run, run_value, previous=recorded.get((env, app)))
+
+
+def _row(version: _Version, value: str | None, previous: str | None) -> HistoryRow:
+    return HistoryRow(time=version.time, sha=value,
+                      actor=version.metadata.get(META_ACTOR, "unknown"),
+                      verb=version.metadata.get(META_VERB, "unknown"),
+                      previous=previous, version_id=version.version_id)
+
+
+def rollback_target(rows: Sequence[HistoryRow], current: str) -> str | None:
+    """The sha deployed before the current one, Capistrano style.
+
+    Walking back from the newest period: a sha a rollback moved *away* from is abandoned,
+    so a second rollback goes one release further back instead of flip-flopping between
+    the last two. Returns None when there is nothing earlier.
+    """
+    abandoned = {current}
+    for row in rows:
+        if row.verb == "rollback" and row.previous:
+            abandoned.add(row.previous)
+        if row.sha and row.sha not in abandoned:
+            return row.sha
+    return None
+
+
+def shas_that_ran(rows: Sequence[HistoryRow]) -> set[str]:
+    """Every sha env/app was ever set to (or replaced, per the oldest write's metadata)."""
+    return {sha for row in rows for sha in (row.sha, row.previous) if sha}

@@ -1,0 +1,345 @@
+"""The release verbs of `ecom-deploy`: stage, promote, rollback, show, history.
+
+They read and write `sha_number.yml` in S3 through `ecom_infra.release`. Every argument
+is checked before anything is read or written: known environments and apps come from the
+stack files (`Pulumi.<env>.yaml`), shas must be 40 hex characters, branches must exist.
+A mistake is a ConfigError naming the argument, which `ecom_infra.cli` prints as one line.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import itertools
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import release, stacks
+from .errors import ConfigError
+from .shafile import EXAMPLE_SHA, check_sha
+
+ENV_BUCKET = "ECOM_SHA_BUCKET"
+ENV_PROJECT_DIR = "ECOM_PROJECT_DIR"
+ENV_ENDPOINT = "AWS_ENDPOINT_URL"
+
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# GitHub logins, bot names like `dependabot[bot]`, e-mail-like CI users; ASCII only,
+# because S3 metadata travels in HTTP headers.
+ACTOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\[\]-]{0,99}$")
+# Where CI systems other than GitHub put the person who started the build.
+CI_ACTOR_VARS = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILDKITE_BUILD_CREATOR", "CIRCLE_USERNAME")
+GIT_TIMEOUT_S = 60
+
+
+# -- argument parsing -----------------------------------------------------------------------
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the release verbs to `ecom-deploy`'s sub-command parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_argument_group("where the sha file is")
+    where.add_argument("--bucket", help=f"S3 bucket (default: ${ENV_BUCKET} or {release.DEFAULT_BUCKET})")
+    where.add_argument("--key", default=release.DEFAULT_KEY, help="object key (default: %(default)s)")
+    where.add_argument("--endpoint-url", help=f"S3 endpoint, e.g. moto (default: ${ENV_ENDPOINT})")
+    # Where the stack files are; tests point it at a temporary project.
+    where.add_argument("--project-dir", help=argparse.SUPPRESS)
+
+    writer = argparse.ArgumentParser(add_help=False)
+    writer.add_argument("--actor", help="who is writing, stored with the version "
+                                        "(default: $GITHUB_ACTOR, other CI variables, then the login user)")
+
+    stage = subparsers.add_parser("stage", parents=[common, writer], help="record a commit for an env/app",
+                                  description="Set one environment's sha for one app to a branch's "
+                                              "latest commit (git ls-remote) or to --sha.")
+    stage.add_argument("--env", required=True, help="environment (stack), e.g. staging")
+    stage.add_argument("--app", required=True, help="app name, e.g. ecom-platform")
+    stage.add_argument("--branch", help="branch to resolve (default: the app's branch in the stack file)")
+    source = stage.add_mutually_exclusive_group()
+    source.add_argument("--repo", help="git URL or path (default: the app's repo in the stack file)")
+    source.add_argument("--sha", help="use this 40-hex commit instead of resolving the branch")
+    stage.set_defaults(func=cmd_stage)
+
+    promote = subparsers.add_parser("promote", parents=[common, writer], help="copy shas to another env",
+                                    description="Copy the shas of one environment to another.")
+    promote.add_argument("--from", dest="source", required=True, help="environment to copy from")
+    promote.add_argument("--to", dest="target", required=True, help="environment to copy to")
+    promote.add_argument("--app", help="only this app (default: every app of the target stack)")
+    promote.set_defaults(func=cmd_promote)
+
+    rollback = subparsers.add_parser("rollback", parents=[common, writer], help="go back to an earlier sha",
+                                     description="Set env/app back to the sha deployed before the "
+                                                 "current one (from the object's versions), or to --to.")
+    rollback.add_argument("--env", required=True)
+    rollback.add_argument("--app", required=True)
+    rollback.add_argument("--to", help="this sha instead of the previous one")
+    rollback.add_argument("--force", action="store_true", help="allow a --to sha that never ran in this env")
+    rollback.set_defaults(func=cmd_rollback)
+
+    show = subparsers.add_parser("show", parents=[common], help="print the shas",
+                                 description="Print `<env>/<app>: <sha>` for every entry.")
+    show.add_argument("--env", help="only this environment")
+    show.set_defaults(func=cmd_show)
+
+    hist = subparsers.add_parser("history", parents=[common], help="who set which sha when",
+                                 description="When env/app got each sha, who set it and what it replaced, "
+                                             "newest first, from the object's versions.")
+    hist.add_argument("--env", required=True)
+    hist.add_argument("--app", required=True)
+    hist.add_argument("--limit", type=int, default=20, help="newest N changes (default: %(default)s)")
+    hist.set_defaults(func=cmd_history)
+
+
+# -- shared checks --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Context:
+    project_dir: Path
+    store: release.ShaStore
+
+
+def project_dir(args: argparse.Namespace) -> Path:
+    raw = args.project_dir or os.environ.get(ENV_PROJECT_DIR)
+    path = Path(raw) if raw else stacks.PROJECT_DIR
+    if not stacks.known_stacks(path):
+        raise ConfigError("--project-dir" if args.project_dir else (ENV_PROJECT_DIR if raw else "project"),
+                          f"no Pulumi.<stack>.yaml files in {path}")
+    return path
+
+
+def stack_apps(env: str, where: Path) -> list[dict]:
+    """The raw `ecom-infra:apps` entries of one stack file."""
+    try:
+        config = stacks.stack_config(env, where)
+    except yaml.YAMLError:
+        raise ConfigError(str(stacks.stack_file(env, where)), "is not valid YAML") from None
+    apps = config.get(f"{stacks.PROJECT_NAME}:apps") or []
+    return [a for a in apps if isinstance(a, dict) and isinstance(a.get("name"), str)]
+
+
+def check_env(name: str, arg: str, where: Path) -> str:
+    known = stacks.known_stacks(where)
+    if name not in known:
+        raise ConfigError(arg, f"unknown environment {name!r} (known: {', '.join(known)})")
+    return name
+
+
+def check_app(app: str, env: str, where: Path, arg: str = "--app") -> dict:
+    """The stack file's entry for `app` in `env`, or a ConfigError listing the known apps."""
+    entries = stack_apps(env, where)
+    for entry in entries:
+        if entry["name"] == app:
+            return entry
+    names = [e["name"] for e in entries]
+    raise ConfigError(arg, f"unknown app {app!r} in {env} (known: {', '.join(names) or 'none'})",
+                      names[0] if names else None)
+
+
+def all_apps(where: Path) -> list[str]:
+    """Every app of every stack, first-declared first (the first takes a legacy flat entry)."""
+    names: list[str] = []
+    for env in stacks.known_stacks(where):
+        names += [e["name"] for e in stack_apps(env, where) if e["name"] not in names]
+    return names
+
+
+def context(args: argparse.Namespace) -> Context:
+    where = project_dir(args)
+    bucket = args.bucket or os.environ.get(ENV_BUCKET) or release.DEFAULT_BUCKET
+    if not BUCKET_RE.match(bucket) or ".." in bucket:
+        raise ConfigError("--bucket", f"{bucket!r} is not a valid S3 bucket name", release.DEFAULT_BUCKET)
+    key = args.key
+    if not key or key.startswith("/") or len(key.encode()) > 1024:
+        raise ConfigError("--key", f"{key!r} is not a valid object key", release.DEFAULT_KEY)
+    endpoint = args.endpoint_url or os.environ.get(ENV_ENDPOINT) or None
+    if endpoint and not re.match(r"^https?://[^\s/]+", endpoint):
+        raise ConfigError("--endpoint-url", f"{endpoint!r} must be an http:// or https:// URL",
+                          "http://127.0.0.1:5000")
+    apps = all_apps(where)
+    if not apps:
+        raise ConfigError("project", f"no stack in {where} declares {stacks.PROJECT_NAME}:apps")
+    client = release.s3_client(endpoint)
+    store = release.ShaStore(client, release.Location(bucket, key), apps, endpoint_url=endpoint)
+    return Context(where, store)
+
+
+def resolve_actor(explicit: str | None, environ: dict[str, str] | None = None) -> str:
+    """Who is writing: --actor, else the CI's user variables, else `ci` on CI, else the login user.
+
+    Values found in the environment are made header-safe instead of refused, since the
+    person running the command did not type them.
+    """
+    if explicit is not None:
+        if not ACTOR_RE.match(explicit):
+            raise ConfigError("--actor", f"{explicit!r} must be 1-100 ASCII letters, digits or ._@+-[]",
+                              "octocat")
+        return explicit
+    environ = os.environ if environ is None else environ
+    for var in CI_ACTOR_VARS:
+        if environ.get(var, "").strip():
+            return _header_safe(environ[var])
+    if environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        return "ci"
+    try:
+        return _header_safe(getpass.getuser())
+    except (KeyError, OSError):   # a container user with no passwd entry and no $USER
+        return f"uid-{os.getuid()}"
+
+
+def _header_safe(value: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._@+\[\]-]+", "-", value.strip()).strip("-")[:100]
+    return cleaned if cleaned and ACTOR_RE.match(cleaned) else "unknown"
+
+
+def redact(url: str) -> str:
+    """A git URL without any user:password@ part, for messages."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", url)
+
+
+def _git(*args: str, **options) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=False,
+                              stdin=subprocess.DEVNULL, **options)
+    except FileNotFoundError:
+        raise ConfigError("--repo", "git is not installed (needed to resolve --branch; or pass --sha)") from None
+
+
+def resolve_branch(repo: str, branch: str) -> str:
+    """The latest commit of `branch` in `repo`, via `git ls-remote` (no clone needed)."""
+    if repo.startswith("-"):
+        raise ConfigError("--repo", f"{repo!r} must be a git URL or path, not an option",
+                          "git@github.com:emami/ecom-platform.git")
+    ref = f"refs/heads/{branch}"
+    if branch.startswith("-") or _git("check-ref-format", ref).returncode != 0:
+        raise ConfigError("--branch", f"{branch!r} is not a valid branch name", "master")
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")   # fail instead of asking for a password
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    try:
+        done = _git("ls-remote", "--exit-code", repo, ref, env=env, timeout=GIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConfigError("--repo", f"git ls-remote {redact(repo)} timed out after {GIT_TIMEOUT_S}s") from None
+    if done.returncode == 2:   # --exit-code: the remote answered, but has no such ref
+        raise ConfigError("--branch", f"no branch {branch!r} in {redact(repo)}", "master")
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        why = redact(lines[-1].replace(repo, redact(repo))) if lines else f"exit {done.returncode}"
+        raise ConfigError("--repo", f"git ls-remote {redact(repo)} failed: {why}")
+    for line in done.stdout.splitlines():
+        sha, _, name = line.partition("\t")
+        if name == ref:   # patterns match ref tails too (refs/heads/x/refs/heads/master)
+            return check_sha(sha, "--branch")
+    raise ConfigError("--branch", f"no branch {branch!r} in {redact(repo)}", "master")
+
+
+# -- the verbs --------------------------------------------------------------------------------
+def cmd_stage(args: argparse.Namespace) -> int:
+    where = project_dir(args)
+    env = check_env(args.env, "--env", where)
+    entry = check_app(args.app, env, where)
+    actor = resolve_actor(args.actor)
+    store = context(args).store   # checks --bucket/--key/--endpoint-url before running git
+    if args.sha is not None:
+        sha = check_sha(args.sha, "--sha")
+    else:
+        repo = args.repo or entry.get("repo")
+        branch = args.branch or entry.get("branch")
+        if not isinstance(repo, str) or not repo:
+            raise ConfigError("--repo", f"needed: {env}/{args.app} has no repo in its stack file",
+                              "git@github.com:emami/ecom-platform.git")
+        if not isinstance(branch, str) or not branch:
+            raise ConfigError("--branch", f"needed: {env}/{args.app} has no branch in its stack file", "master")
+        sha = resolve_branch(repo, branch)
+    changes = store.update(release.stage_mutation(env, args.app, sha), verb="stage", actor=actor)
+    _print_changes(changes)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    where = project_dir(args)
+    source = check_env(args.source, "--from", where)
+    target = check_env(args.target, "--to", where)
+    if source == target:
+        raise ConfigError("--to", f"must differ from --from (both {source!r})", "production")
+    if args.app:
+        check_app(args.app, source, where)
+        check_app(args.app, target, where)
+        apps = [args.app]
+    else:
+        apps = [e["name"] for e in stack_apps(target, where)]
+    actor = resolve_actor(args.actor)
+    store = context(args).store
+    changes = store.update(release.promote_mutation(source, target, apps, explicit=bool(args.app)),
+                           verb="promote", actor=actor)
+    _print_changes(changes)
+    for app in sorted(set(apps) - {c.app for c in changes}):
+        print(f"{target}/{app}: nothing staged in {source}, left as is")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    where = project_dir(args)
+    env = check_env(args.env, "--env", where)
+    check_app(args.app, env, where)
+    actor = resolve_actor(args.actor)
+    wanted = check_sha(args.to, "--to") if args.to is not None else None
+    store = context(args).store
+    current = store.read().shas.get(env, {}).get(args.app)
+    if current is None:
+        raise ConfigError("--app", f"{env}/{args.app} has no sha in {store.location}: nothing to roll back")
+    rows = list(release.history(store, env, args.app))
+    if wanted is None:
+        target = release.rollback_target(rows, current)
+        if target is None:
+            off = "" if store.versioning_enabled() else " (bucket versioning is off)"
+            raise ConfigError("--to", f"no earlier sha of {env}/{args.app} in the versions of "
+                                      f"{store.location}{off}; name one", EXAMPLE_SHA)
+    elif wanted not in release.shas_that_ran(rows) and not args.force:
+        raise ConfigError("--to", f"{wanted} never ran in {env}/{args.app}; add --force to use it anyway")
+    else:
+        target = wanted
+    changes = store.update(release.rollback_mutation(env, args.app, current, target),
+                           verb="rollback", actor=actor)
+    _print_changes(changes)
+    if any(c.changed for c in changes):
+        print(f"next: pulumi up --stack {env}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    where = project_dir(args)
+    envs = [check_env(args.env, "--env", where)] if args.env else None
+    store = context(args).store
+    shas = store.read().shas
+    known = stacks.known_stacks(where)
+    for env in envs or sorted(set(known) | set(shas)):
+        declared = [e["name"] for e in stack_apps(env, where)] if env in known else []
+        for app in declared + sorted(set(shas.get(env, {})) - set(declared)):
+            print(f"{env}/{app}: {shas.get(env, {}).get(app) or release.NONE}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    where = project_dir(args)
+    env = check_env(args.env, "--env", where)
+    check_app(args.app, env, where)
+    if args.limit < 1:
+        raise ConfigError("--limit", f"must be at least 1, got {args.limit}", "20")
+    store = context(args).store
+    skipped: list[str] = []
+    rows = list(itertools.islice(release.history(store, env, args.app, skipped), args.limit))
+    if not rows:
+        print(f"{env}/{args.app}: no sha recorded in {store.location}")
+    else:
+        print(f"{'time (UTC)':<20}  {'sha':<40}  {'who':<20}  {'verb':<9}  previous")
+        for row in rows:
+            print(row.line())
+    if skipped:
+        print(f"note: skipped {len(skipped)} version(s) that are not a valid sha file: {', '.join(skipped)}",
+              file=sys.stderr)
+    return 0
+
+
+def _print_changes(changes: list[release.Change]) -> None:
+    for change in changes:
+        print(change.line())

@@ -1,0 +1,68 @@
+"""Fixtures for the release verbs: a moto server, a bucket, a project with stack files, a CLI runner."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+# `tests.support` lives beside this folder; pytest does not put the repository root on
+# sys.path by itself (the editable install maps only the packages), so add it here.
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.release.helpers import APPS, ENVS, run_verb, write_project  # noqa: E402
+from tests.support import moto_server  # noqa: E402
+
+# The shared moto fixtures, made visible to every test in this folder.
+moto_endpoint = moto_server.moto_endpoint
+aws_env = moto_server.aws_env
+
+from ecom_infra import release_cli  # noqa: E402
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project with staging and production stacks, both declaring both apps."""
+    where = write_project(tmp_path / "project", {env: list(APPS) for env in ENVS})
+    monkeypatch.setenv(release_cli.ENV_PROJECT_DIR, str(where))
+    return where
+
+
+@pytest.fixture
+def s3(aws_env: dict[str, str]):
+    """A plain boto3 client on moto, for arranging and checking what the verbs did."""
+    return boto3.session.Session().client("s3", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+
+
+@pytest.fixture
+def bucket(s3, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh versioned bucket, made the default through ECOM_SHA_BUCKET; no CI actor set."""
+    name = moto_server.unique_bucket("shas")
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    monkeypatch.setenv(release_cli.ENV_BUCKET, name)
+    for var in release_cli.CI_ACTOR_VARS + ("CI",):
+        monkeypatch.delenv(var, raising=False)
+    return name
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run `ecom-deploy ARGS...` in-process; returns exit code, stdout and stderr."""
+    def run(*argv: str) -> Result:
+        capsys.readouterr()
+        code = run_verb(*argv)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+    return run

