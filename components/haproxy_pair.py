@@ -14,15 +14,20 @@ import pulumi
 import pulumi_aws as aws
 
 from ecom_infra.settings import Settings
+from renderers.haproxy import (TLS_PEM_SECRET, Backend, BackendServer, HaproxyNodeSpec, HealthCheck, drain_step,
+                               haproxy_node_steps, ready_step)
+from renderers.steps import Step
 from .app_server import AppServer
 from .host import Ec2Host, HostArgs
+from .remote_steps import run_steps
 
 NODE_NAMES = ("haproxy-a", "haproxy-b")   # haproxy-a is the intended (initial) master
 
 
 class HaproxyPair(pulumi.ComponentResource):
     def __init__(self, name: str, settings: Settings, app_servers: list[AppServer], security_group_id,
-                 ami_id, key_name, ssh_private_key, opts: pulumi.ResourceOptions | None = None):
+                 ami_id, key_name, ssh_private_key, tls_certificate: pulumi.Input[str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("ecom:haproxy:HaproxyPair", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         env = settings.environment
@@ -57,7 +62,64 @@ class HaproxyPair(pulumi.ComponentResource):
                                                     self.backup.instance.arn).apply(
                                lambda arns: move_eip_policy(arns[0], arns[1:])),
                            opts=child)
+        self.settings = settings
+        self.configure_nodes(tls_certificate)
         self.register_outputs({"eip": self.eip.public_ip, "allocation_id": self.eip.allocation_id})
+
+    def configure_nodes(self, tls_certificate: pulumi.Input[str] | None) -> None:
+        """haproxy + keepalived on each node; node b only after node a, never both at once."""
+        servers = pulumi.Output.all(*[pulumi.Output.all(s.server_name, s.host.private_ip) for s in self.app_servers])
+        facts = pulumi.Output.all(self.master.private_ip, self.backup.private_ip, self.master.instance_id,
+                                  self.backup.instance_id, self.eip.allocation_id, servers)
+        secrets = {TLS_PEM_SECRET: tls_certificate} if tls_certificate is not None else None
+        after: list[pulumi.Resource] = []
+        self.node_commands = []
+        for index, node in enumerate(self.nodes):
+            shape = self._steps(index, ["10.0.0.1", "10.0.0.2", "i-00000000", "i-00000001", "eipalloc-00000000",
+                                        [(s.server_name, "10.0.0.3") for s in self.app_servers]])
+            rendered = facts.apply(lambda f, i=index: self._steps(i, f))
+            commands = run_steps(node.host_name, shape, node.connection, node.instance_id, parent=self,
+                                 secrets=secrets, depends_on=after, rendered=rendered)
+            self.node_commands.append(commands)
+            after = [commands[-1]]
+
+    def _steps(self, index: int, facts: list) -> list[Step]:
+        ips, ids, allocation, servers = facts[0:2], facts[2:4], facts[4], facts[5]
+        s = self.settings
+        node = HaproxyNodeSpec(name=NODE_NAMES[index], private_ip=ips[index], peer_private_ip=ips[1 - index],
+                               instance_id=ids[index], is_master=index == 0, vrrp_router_id=s.haproxy.vrrp_router_id,
+                               eip_allocation_id=allocation, region=s.region, aws_endpoint_url=s.aws_endpoint,
+                               tls_cert=s.has_tls_certificate, check_interval_s=s.haproxy.check_interval)
+        return haproxy_node_steps(node, backends(s, dict(servers)), default_app=s.apps[0].name,
+                                  health=HealthCheck(interval_s=2, fall=2, rise=2))
+
+    def rolling_publish(self) -> None:
+        """Restart app servers one at a time per app, each drained on both nodes around it.
+
+        drain(a) -> drain(b) -> publish(server) -> ready(a) -> ready(b) -> next server. The
+        drains run after the server's build, so the old release serves while it builds.
+        """
+        for app in self.settings.apps:
+            after: list[pulumi.Resource] = [commands[-1] for commands in self.node_commands]
+            for server in [s for s in self.app_servers if s.app.name == app.name]:
+                if server.restart_triggers == ():
+                    continue
+                triggers = pulumi.Output.all(server.host.instance_id, *server.restart_triggers).apply(tuple)
+                drains = self._on_both(drain_step(app.name, server.server_name), triggers,
+                                       [server.commands[-1], *after])
+                published = server.publish(depends_on=drains[-1:])
+                after = self._on_both(ready_step(app.name, server.server_name), triggers, [published])[-1:]
+
+    def _on_both(self, step: Step, triggers: pulumi.Output, depends_on: list[pulumi.Resource]) -> list:
+        """Run `step` on node a, then node b (so the two are never changed at the same moment)."""
+        created = []
+        for node in self.nodes:
+            rendered = triggers.apply(lambda t, s=step: [Step(**{**s.__dict__, "triggers": tuple(t)})])
+            [cmd] = run_steps(node.host_name, [step], node.connection, node.instance_id, parent=self,
+                              depends_on=depends_on, rendered=rendered)
+            created.append(cmd)
+            depends_on = [cmd]
+        return created
 
     def summary(self) -> pulumi.Output[dict]:
         return pulumi.Output.all(self.eip.public_ip, self.eip.allocation_id,
@@ -76,3 +138,19 @@ def move_eip_policy(eip_arn: str, instance_arns: list[str]) -> str:
             {"Sid": "SeeWhoHoldsIt", "Effect": "Allow", "Action": "ec2:DescribeAddresses", "Resource": "*"},
         ],
     }, sort_keys=True)
+
+
+def backends(settings: Settings, addresses: dict[str, str]) -> list[Backend]:
+    """One backend per app with every app server of that app (this replaces the Chef search)."""
+    result = []
+    for app in settings.apps:
+        members = tuple(BackendServer(name=name, address=addresses[name], port=80)
+                        for name in sorted(addresses, key=_server_order) if name.rsplit("-", 1)[0] == app.name)
+        result.append(Backend(app=app.name, hostnames=app.hostnames, health_path=app.health_check_path,
+                              servers=members))
+    return result
+
+
+def _server_order(name: str) -> tuple[str, int]:
+    app, _, index = name.rpartition("-")
+    return app, int(index)

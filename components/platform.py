@@ -58,13 +58,15 @@ def build(settings: Settings, secrets: Secrets) -> Platform:
     app_servers: dict[str, list[AppServer]] = {}
     for app in settings.apps:
         app_servers[app.name] = [
-            AppServer(f"{app.name}-{i + 1}", app,
+            AppServer(f"{app.name}-{i + 1}", app, shas[app.name],
                       HostArgs(role="app", app=app.name, instance_type=app.instance_type,
                                subnet=subnets[i % len(subnets)], security_group_id=groups.app.id,
                                ami_id=image, key_name=key_pair.key_name),
-                      settings, secrets.ssh_private_key, opts)
+                      settings, secrets.ssh_private_key, secrets.deploy_key, opts)
             for i in range(app.servers)
         ]
     haproxy = HaproxyPair("haproxy", settings, [s for servers in app_servers.values() for s in servers],
-                          groups.haproxy.id, image, key_pair.key_name, secrets.ssh_private_key, opts)
+                          groups.haproxy.id, image, key_pair.key_name, secrets.ssh_private_key,
+                          secrets.tls_certificate, opts)
+    haproxy.rolling_publish()
     return Platform(settings, shas, sha_bucket, app_servers, haproxy)

@@ -25,6 +25,7 @@ from .stacks import PROJECT_DIR, PROJECT_NAME, known_stacks, stack_file
 SECRET_MASK = "[secret]"
 PLACEHOLDER = "PLACEHOLDER-NOT-A-REAL-SECRET({key})"
 REQUIRED_SECRETS = ("ecom-infra:deployKey", "ecom-infra:sshPrivateKey")
+PUBLIC_CONNECTION_KEYS = frozenset({"host", "port", "user", "hostKey", "dialErrorLimit", "perDialTimeout"})
 
 
 @dataclass
@@ -83,7 +84,15 @@ def to_json(value: Any, reveal: bool) -> Any:
     import pulumi
 
     if plan_mocks.is_secret(value):
-        return to_json(value["value"], reveal) if reveal else SECRET_MASK
+        inner = value["value"]
+        if reveal:
+            return to_json(inner, reveal)
+        if isinstance(inner, dict) and PUBLIC_CONNECTION_KEYS & set(inner):
+            # A connection turns secret as a whole because its private key is; its address,
+            # user and pinned host key are not secrets and the plan must show them.
+            return {k: to_json(v, False) if k in PUBLIC_CONNECTION_KEYS else SECRET_MASK
+                    for k, v in sorted(inner.items())}
+        return SECRET_MASK
     if isinstance(value, dict):
         return {str(k): to_json(value[k], reveal) for k in sorted(value)}
     if isinstance(value, (list, tuple)):

@@ -1,0 +1,79 @@
+"""Turn renderer `Step`s into remote commands on one host, run in order.
+
+The one place where a script becomes a `pulumi_command.remote.Command`:
+- scripts run as root through `sudo -n` (hosts are reached as an unprivileged admin user,
+  as on Debian AMIs); the script text is passed in a quoted here-document, so stdin stays
+  free for secrets;
+- every step is triggered by the host's instance id plus its own triggers, so a new or
+  replaced instance re-runs all of its steps and nothing time-based ever does;
+- a step's secret arrives on stdin, never in the command text, and steps that could
+  print one get their stdout/stderr marked secret.
+
+Steps whose text depends on other resources' outputs (a peer's address, an instance id)
+are rendered inside an Output: pass the static `shape` (rendered with placeholder values:
+same names, same stdin, same count) and the real list as `rendered`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pulumi
+import pulumi_command as command
+
+from renderers.steps import Step
+
+HEREDOC_END = "ECOM_STEP_EOF"
+
+
+def as_root(script: str) -> str:
+    """Wrap a rendered script so it runs under `sudo -n bash` with stdin left free."""
+    if HEREDOC_END in script:
+        raise ValueError(f"script contains the here-document terminator {HEREDOC_END}")
+    return f"sudo -n /bin/bash -c \"$(cat <<'{HEREDOC_END}'\n{script.rstrip()}\n{HEREDOC_END}\n)\"\n"
+
+
+def _nth(rendered: list[Step], index: int, expected: Step) -> Step:
+    step = rendered[index]
+    if (step.name, step.stdin, step.delete is None) != (expected.name, expected.stdin, expected.delete is None):
+        raise ValueError(f"rendered step {index} is {step.name!r}, its shape said {expected.name!r}")
+    return step
+
+
+def run_steps(prefix: str, steps: Sequence[Step], connection: Mapping, instance_id: pulumi.Input[str],
+              parent: pulumi.Resource, secrets: Mapping[str, pulumi.Input[str]] | None = None,
+              depends_on: Sequence[pulumi.Resource] = (),
+              rendered: pulumi.Output[list[Step]] | None = None) -> list[command.remote.Command]:
+    """One remote.Command per step, named `<prefix>-<step.name>`, each after the one before."""
+    created: list[command.remote.Command] = []
+    after: list[pulumi.Resource] = list(depends_on)
+    for index, step in enumerate(steps):
+        if rendered is None:
+            create = as_root(step.create)
+            delete = as_root(step.delete) if step.delete else None
+            triggers = [instance_id, *step.triggers]
+        else:
+            this = rendered.apply(lambda all_steps, i=index, s=step: _nth(all_steps, i, s))
+            create = this.apply(lambda s: as_root(s.create))
+            delete = this.apply(lambda s: as_root(s.delete)) if step.delete else None
+            triggers = pulumi.Output.all(instance_id, this).apply(lambda v: [v[0], *v[1].triggers])
+        stdin = None
+        if step.stdin is not None:
+            if not secrets or secrets.get(step.stdin) is None:
+                raise KeyError(f"step {step.name} wants secret {step.stdin!r} on stdin; none given")
+            stdin = pulumi.Output.secret(secrets[step.stdin])
+        cmd = command.remote.Command(
+            f"{prefix}-{step.name}",
+            connection=connection,
+            create=create,
+            delete=delete,
+            triggers=triggers,
+            stdin=stdin,
+            opts=pulumi.ResourceOptions(
+                parent=parent, depends_on=after,
+                delete_before_replace=step.delete_before_replace,
+                additional_secret_outputs=["stdout", "stderr"] if step.secret_output or stdin is not None else None,
+            ),
+        )
+        created.append(cmd)
+        after = [cmd]
+    return created
