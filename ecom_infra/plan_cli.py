@@ -123,15 +123,34 @@ def render_text(doc: dict) -> str:
             host = r["inputs"].get("connection", {}).get("host", "?")
             by_host.setdefault(str(host), []).append(r)
     names = {h["privateIp"]: name for name, h in doc.get("hosts", {}).items()}
+    rank = {urn: i for i, urn in enumerate(execution_order(doc))}
     for host in sorted(by_host, key=lambda h: names.get(h, h)):
         out.append(f"== {names.get(host, '?')} ({host})")
-        for r in by_host[host]:
+        for r in sorted(by_host[host], key=lambda r: rank[r["urn"]]):
             for key in SCRIPT_KEYS:
                 if key in r["inputs"]:
                     out += [f"--- {r['name']} ({key})", str(r["inputs"][key]).rstrip()]
             if "stdin" in r["inputs"]:
                 out.append(f"--- {r['name']} (stdin): {_short(r['inputs']['stdin'])}")
     return "\n".join(out) + "\n"
+
+
+def execution_order(doc: dict) -> list[str]:
+    """URNs in an order that respects dependencies (ties by URN): how the engine would run them."""
+    deps = {r["urn"]: set(r["dependencies"]) for r in doc["resources"]}
+    deps = {urn: wanted & deps.keys() for urn, wanted in deps.items()}   # only what the plan declares
+    done: list[str] = []
+    placed: set[str] = set()
+    pending = sorted(deps)
+    while pending:
+        ready = [u for u in pending if deps[u] <= placed]
+        if not ready:                      # a cycle cannot come from Pulumi; keep going anyway
+            ready = pending[:1]
+        for urn in ready:
+            done.append(urn)
+            placed.add(urn)
+        pending = [u for u in pending if u not in placed]
+    return done
 
 
 # ----------------------------------------------------------------------------- diff
@@ -154,9 +173,13 @@ def diff_plans(old: dict, new: dict) -> list[tuple[str, str, str, list[str]]]:
     def index(doc: dict) -> dict[str, dict]:
         return {r["urn"]: r for r in doc["resources"]}
 
+    names = {h["privateIp"]: name for doc in (old, new) for name, h in doc.get("hosts", {}).items()}
+
     def host_of(r: dict) -> str:
         conn = r["inputs"].get("connection")
-        return str(conn.get("host")) if isinstance(conn, dict) else "(cloud)"
+        if not isinstance(conn, dict):
+            return "(cloud)"
+        return f"{names.get(conn.get('host'), '?')} ({conn.get('host')})"
 
     before, after = index(old), index(new)
     rows = []

@@ -1,0 +1,140 @@
+"""Remote commands in the plan: order, triggers, secrets, and the rolling restart's shape."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from components.remote_steps import as_root
+from ecom_infra import plan as offline_plan
+
+from ..conftest import SHA_A, SHA_B, SHA_FILE, resources_of
+
+COMMAND = "command:remote:Command"
+
+
+@pytest.fixture(scope="module")
+def staging():
+    result = offline_plan.run("staging", sha_file_text=SHA_FILE)
+    return result.to_dict(), result.to_dict(reveal_secrets=True)
+
+
+def by_name(plan: dict) -> dict[str, dict]:
+    return {r["name"]: r for r in plan["resources"]}
+
+
+def depends(plan: dict, name: str, on: str) -> bool:
+    """True when `name` runs after `on` (directly or through other resources)."""
+    index = by_name(plan)
+    urn_of = {r["urn"]: r["name"] for r in plan["resources"]}
+    seen, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        for dep in index[current]["dependencies"]:
+            dep_name = urn_of.get(dep)
+            if dep_name == on:
+                return True
+            if dep_name and dep_name not in seen:
+                seen.add(dep_name)
+                todo.append(dep_name)
+    return False
+
+
+def test_as_root_keeps_stdin_free_for_secrets(tmp_path):
+    script = 'set -euo pipefail\nread -r secret\necho "uid=$(id -u) got=${#secret}" > "$OUT"\n'
+    wrapped = as_root(script.replace("$OUT", str(tmp_path / "out")))
+    subprocess.run(["sh", "-c", wrapped], input="s3cr3t\n", text=True, check=True, timeout=30)
+    assert (tmp_path / "out").read_text() == "uid=0 got=6\n"
+    assert "s3cr3t" not in wrapped
+
+
+def test_as_root_refuses_a_script_that_ends_its_here_document():
+    with pytest.raises(ValueError):
+        as_root("echo hi\nECOM_STEP_EOF\nrm -rf /\n")
+
+
+def test_app_server_steps_run_in_order(staging):
+    plan, _ = staging
+    order = ["deploy-user", "git-ssh", "layout", "ruby", "puma-config", "puma-unit", "nginx-site", "datadog",
+             "release-build", "release-publish"]
+    for before, after in zip(order, order[1:]):
+        assert depends(plan, f"ecom-platform-1-{after}", f"ecom-platform-1-{before}"), (before, after)
+
+
+def test_every_step_is_triggered_by_its_instance_and_releases_by_sha(staging):
+    plan, _ = staging
+    hosts = plan["hosts"]
+    for r in resources_of(plan, COMMAND):
+        host = next(h for h in hosts if r["name"].startswith(h + "-"))
+        assert r["inputs"]["triggers"][0] == hosts[host]["instanceId"], r["name"]
+    resources = by_name(plan)
+    assert SHA_A in resources["ecom-platform-1-release-build"]["inputs"]["triggers"]
+    assert SHA_B in resources["ecom-docs-1-release-publish"]["inputs"]["triggers"]
+    assert SHA_A in resources["haproxy-a-haproxy-drain-ecom-platform-ecom-platform-2"]["inputs"]["triggers"]
+
+
+def test_every_command_pins_the_host_key_of_its_host(staging):
+    plan, _ = staging
+    for r in resources_of(plan, COMMAND):
+        host = next(h for name, h in plan["hosts"].items() if r["name"].startswith(name + "-"))
+        conn = r["inputs"]["connection"]
+        assert conn["hostKey"] == host["hostKey"] and conn["host"] == host["privateIp"]
+        assert conn["user"] == "admin" and conn["privateKey"] == "[secret]"
+
+
+def test_deploy_key_travels_only_on_stdin(staging):
+    plan, revealed = staging
+    placeholder = "PLACEHOLDER-NOT-A-REAL-SECRET(ecom-infra:deployKey)"
+    carriers = [r["name"] for r in revealed["resources"] if placeholder in json.dumps(r["inputs"])]
+    assert sorted(carriers) == ["ecom-docs-1-git-ssh", "ecom-platform-1-git-ssh", "ecom-platform-2-git-ssh"]
+    for name in carriers:
+        r = by_name(revealed)[name]
+        assert r["inputs"]["stdin"] == placeholder and placeholder not in r["inputs"]["create"]
+        assert by_name(plan)[name]["inputs"]["stdin"] == "[secret]"
+        assert {"stdout", "stderr"} <= set(by_name(plan)[name]["options"]["additional_secret_outputs"])
+
+
+def test_haproxy_nodes_are_configured_one_after_the_other(staging):
+    plan, _ = staging
+    assert depends(plan, "haproxy-b-haproxy-packages", "haproxy-a-keepalived-config")
+
+
+def test_rolling_restart_drains_each_server_on_both_nodes_one_at_a_time(staging):
+    plan, _ = staging
+    for server in ("ecom-platform-1", "ecom-platform-2"):
+        drain_a, drain_b = (f"haproxy-{n}-haproxy-drain-ecom-platform-{server}" for n in "ab")
+        ready_a, ready_b = (f"haproxy-{n}-haproxy-ready-ecom-platform-{server}" for n in "ab")
+        publish = f"{server}-release-publish"
+        assert depends(plan, drain_b, drain_a) and depends(plan, publish, drain_b)
+        assert depends(plan, drain_a, f"{server}-release-build")     # the old release serves while it builds
+        assert depends(plan, ready_a, publish) and depends(plan, ready_b, ready_a)
+    assert depends(plan, "haproxy-a-haproxy-drain-ecom-platform-ecom-platform-2",
+                   "haproxy-b-haproxy-ready-ecom-platform-ecom-platform-1")
+    # Builds are not serialised: server 2 builds while server 1 is still being published.
+    assert not depends(plan, "ecom-platform-2-release-build", "ecom-platform-1-release-publish")
+
+
+def test_haproxy_backends_list_every_app_server(staging):
+    _, revealed = staging
+    config = by_name(revealed)["haproxy-a-haproxy-config"]["inputs"]["create"]
+    for name, host in revealed["hosts"].items():
+        if host["role"] == "app":
+            assert f"server {name} {host['privateIp']}:80" in config
+
+
+def test_no_release_no_release_steps():
+    plan = offline_plan.run("staging", sha_file_text=None).to_dict()
+    names = [r["name"] for r in resources_of(plan, COMMAND)]
+    assert names and not [n for n in names if "release" in n or "drain" in n or "ready" in n]
+    assert "ecom-platform-1-nginx-site" in names
+
+
+def test_adding_a_server_adds_it_to_both_haproxy_nodes():
+    from ..conftest import synthetic_apps
+
+    revealed = offline_plan.run("staging", sha_file_text=SHA_FILE,
+                                config_overrides={"ecom-infra:apps": synthetic_apps(3)}).to_dict(reveal_secrets=True)
+    ip = revealed["hosts"]["ecom-platform-3"]["privateIp"]
+    for node in ("haproxy-a", "haproxy-b"):
+        assert f"server ecom-platform-3 {ip}:80" in by_name(revealed)[f"{node}-haproxy-config"]["inputs"]["create"]
