@@ -1,0 +1,67 @@
+"""moto server: the fleet's AWS API (EC2 for the EIP, S3 for the sha file), a daemon on the bridge gateway.
+
+It listens on the gateway address only. That address is local to this machine, so tools here reach it as
+`http://<gateway>:<port>` just like the hosts do, and binding it never collides with another moto on
+127.0.0.1 (binding 0.0.0.0 would, and would expose it on every interface). It runs in the fleet's cgroup,
+so `down` stops it with the hosts; its output goes to `<state>/moto.log`.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from . import hosts
+from .network import FleetError
+from .spec import FleetSpec, state_dir
+
+
+def moto_server_path() -> Path:
+    """moto_server from the same venv as the running Python."""
+    path = Path(sys.executable).parent / "moto_server"
+    if not path.exists():
+        raise FleetError(f"moto_server not found next to {sys.executable} (pip install 'moto[server]')")
+    return path
+
+
+def log_path(spec: FleetSpec) -> Path:
+    return state_dir(spec.name) / "moto.log"
+
+
+def start(spec: FleetSpec) -> subprocess.Popen:
+    argv = [str(moto_server_path()), "-H", str(spec.bridge.gateway), "-p", str(spec.moto_port)]
+    proc = hosts.spawn(argv, hosts.fleet_cgroup(spec.name) / "moto", log_path(spec))
+    (state_dir(spec.name) / "moto.pid").write_text(f"{proc.pid}\n")
+    return proc
+
+
+def answers(spec: FleetSpec, timeout: float = 1.0) -> bool:
+    """True when moto's own API answers over HTTP."""
+    try:
+        with urllib.request.urlopen(f"{spec.moto_endpoint}/moto-api/data.json", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, TimeoutError, ConnectionError):
+        return False
+
+
+def wait_ready(spec: FleetSpec, proc: subprocess.Popen, timeout: float = 30.0) -> float:
+    """Seconds until moto answered; a moto that exits fails fast with its last log line."""
+    start_time = time.monotonic()
+    while not answers(spec, timeout=0.5):
+        if proc.poll() is not None:
+            raise FleetError(f"moto_server exited: {_last_line(log_path(spec))}")
+        if time.monotonic() - start_time > timeout:
+            raise FleetError(f"moto_server did not answer on {spec.moto_endpoint} within {timeout:.0f} s")
+        time.sleep(0.1)
+    return time.monotonic() - start_time
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return "(no log)"
+    return lines[-1] if lines else "(empty log)"
