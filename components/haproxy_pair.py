@@ -25,7 +25,8 @@ NODE_NAMES = ("haproxy-a", "haproxy-b")   # haproxy-a is the intended (initial) 
 
 
 class HaproxyPair(pulumi.ComponentResource):
-    def __init__(self, name: str, settings: Settings, app_servers: list[AppServer], security_group_id,
+    def __init__(self, name: str, settings: Settings, app_servers: list[AppServer],
+                 addresses: dict, security_group_id,
                  ami_id, key_name, ssh_private_key, tls_certificate: pulumi.Input[str] | None = None,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("ecom:haproxy:HaproxyPair", name, None, opts)
@@ -42,13 +43,13 @@ class HaproxyPair(pulumi.ComponentResource):
                                  opts=child)
         self.profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, opts=child)
 
-        subnets = settings.network.subnets
         self.nodes = [
             Ec2Host(node, HostArgs(role="haproxy", app=None, instance_type=settings.haproxy.instance_type,
-                                   subnet=subnets[i % len(subnets)], security_group_id=security_group_id,
-                                   ami_id=ami_id, key_name=key_name, instance_profile=self.profile.name),
+                                   subnet=addresses[node][0], private_ip=addresses[node][1],
+                                   security_group_id=security_group_id, ami_id=ami_id, key_name=key_name,
+                                   instance_profile=self.profile.name),
                     settings, ssh_private_key, child)
-            for i, node in enumerate(NODE_NAMES)
+            for node in NODE_NAMES
         ]
         self.master, self.backup = self.nodes
 

@@ -28,6 +28,7 @@ class HostArgs:
     security_group_id: pulumi.Input[str]
     ami_id: pulumi.Input[str]
     key_name: pulumi.Input[str]
+    private_ip: str                 # static: see ecom_infra/addressing.py
     instance_profile: pulumi.Input[str] | None = None
 
 
@@ -51,6 +52,7 @@ class Ec2Host(pulumi.ComponentResource):
             ami=args.ami_id,
             instance_type=args.instance_type,
             subnet_id=args.subnet.id,
+            private_ip=args.private_ip,
             availability_zone=args.subnet.az,
             vpc_security_group_ids=[args.security_group_id],
             key_name=args.key_name,
@@ -64,7 +66,9 @@ class Ec2Host(pulumi.ComponentResource):
             monitoring=True,
             tags=tags,
             volume_tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["userData"]),
+            # A replacement takes over the static address, so the old instance must go first.
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["userData"],
+                                        delete_before_replace=True),
         )
         self.instance_id = self.instance.id
         self.private_ip = self.instance.private_ip

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from ecom_infra.addressing import host_addresses
 from ecom_infra.settings import Secrets, Settings
 from .app_server import AppServer
 from .haproxy_pair import HaproxyPair
@@ -46,6 +47,7 @@ def ami_id(settings: Settings, provider: aws.Provider) -> str:
 
 
 def build(settings: Settings, secrets: Secrets) -> Platform:
+    addresses = host_addresses(settings)      # fails on a subnet too small, before any resource
     provider = aws_provider(settings)
     opts = pulumi.ResourceOptions(provider=provider)
     shas = read_release_shas(settings, provider)
@@ -54,19 +56,19 @@ def build(settings: Settings, secrets: Secrets) -> Platform:
     image = ami_id(settings, provider)
     key_pair = aws.ec2.KeyPair("admin-key", public_key=settings.ssh.public_key, opts=opts)
 
-    subnets = settings.network.subnets
     app_servers: dict[str, list[AppServer]] = {}
     for app in settings.apps:
         app_servers[app.name] = [
             AppServer(f"{app.name}-{i + 1}", app, shas[app.name],
                       HostArgs(role="app", app=app.name, instance_type=app.instance_type,
-                               subnet=subnets[i % len(subnets)], security_group_id=groups.app.id,
+                               subnet=addresses[f"{app.name}-{i + 1}"][0],
+                               private_ip=addresses[f"{app.name}-{i + 1}"][1], security_group_id=groups.app.id,
                                ami_id=image, key_name=key_pair.key_name),
                       settings, secrets.ssh_private_key, secrets.deploy_key, opts)
             for i in range(app.servers)
         ]
     haproxy = HaproxyPair("haproxy", settings, [s for servers in app_servers.values() for s in servers],
-                          groups.haproxy.id, image, key_pair.key_name, secrets.ssh_private_key,
+                          addresses, groups.haproxy.id, image, key_pair.key_name, secrets.ssh_private_key,
                           secrets.tls_certificate, opts)
     haproxy.rolling_publish()
     return Platform(settings, shas, sha_bucket, app_servers, haproxy)

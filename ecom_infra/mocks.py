@@ -12,7 +12,6 @@ additional secret outputs, which it marks secret as the engine would.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,22 +73,10 @@ class PlanMocks(pulumi_mocks.Mocks):
     stack: str
     region: str = "us-east-1"
     sha_file_text: str | None = None          # None: the object does not exist yet
-    subnet_cidrs: dict[str, str] = field(default_factory=dict)
-    _used_ips: set[str] = field(default_factory=set)
+    subnet_cidrs: dict[str, str] = field(default_factory=dict)   # subnet id -> block (the local fleet's moto)
 
     def _id(self, prefix: str, typ: str, name: str, length: int = 17) -> str:
         return f"{prefix}{_digest(self.stack, typ, name)[:length]}"
-
-    def _private_ip(self, name: str, subnet_id: str) -> str:
-        cidr = ipaddress.ip_network(self.subnet_cidrs.get(subnet_id, "10.0.1.0/24"))
-        usable = cidr.num_addresses - 20     # AWS reserves the first 4 and the last; leave .4-.9 free
-        offset = int(_digest(self.stack, name), 16) % usable
-        while True:                          # linear probe on (rare) collisions
-            address = str(cidr.network_address + 10 + offset)
-            if address not in self._used_ips:
-                self._used_ips.add(address)
-                return address
-            offset = (offset + 1) % usable
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         typ, name = args.typ, args.name
@@ -100,8 +87,8 @@ class PlanMocks(pulumi_mocks.Mocks):
 
         if typ == "aws:ec2/instance:Instance":
             rid = self._id("i-", typ, name)
-            state.update(privateIp=inputs.get("privateIp") or self._private_ip(name, inputs.get("subnetId", "")),
-                         arn=f"{arn_prefix}:instance/{rid}", instanceState="running")
+            # The program gives every instance a static address (ecom_infra/addressing.py).
+            state.update(privateIp=inputs["privateIp"], arn=f"{arn_prefix}:instance/{rid}", instanceState="running")
         elif typ == "aws:ec2/eip:Eip":
             rid = self._id("eipalloc-", typ, name)
             octet = int(_digest(self.stack, name), 16) % 250 + 2

@@ -10,6 +10,7 @@ again by a tag), so re-running the plan reuses what exists, like a Pulumi state 
 from __future__ import annotations
 
 import ipaddress
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ class MotoMocks(PlanMocks):
 
     def __post_init__(self) -> None:
         self.ec2 = ec2_client(self.endpoint, self.region)
+        # The SDK registers resources from a thread pool: one moto change at a time.
+        self._lock = threading.Lock()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -69,6 +72,10 @@ class MotoMocks(PlanMocks):
     # -- resources -----------------------------------------------------------------------
 
     def new_resource(self, args):
+        with self._lock:
+            return self._new_resource(args)
+
+    def _new_resource(self, args):
         rid, state = super().new_resource(args)
         inputs = unwrap(args.inputs)
         if args.typ == "aws:ec2/instance:Instance":

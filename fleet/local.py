@@ -1,0 +1,325 @@
+"""`make up` / `make down`: the local stack deployed on the local fleet.
+
+    python -m fleet.local up      # start (or grow) the fleet, deploy the local stack, print the endpoint
+    python -m fleet.local down    # stop the fleet and forget everything it deployed
+    python -m fleet.local plan    # print the path of the revealed plan the last `up` executed
+
+What `up` does, each stage printed as it goes:
+ 1. keys: the fleet's own admin, deploy and git-host keys (ed25519, kept mode 600 in the
+    state dir, hidden from the hosts); they replace the local stack's example keys;
+ 2. the offline plan of the local stack says which hosts exist (names, addresses, pinned
+    host keys); the fleet boots one system-container host per EC2 instance plus the git
+    host, or adds the hosts a grown stack declares to a running fleet;
+ 3. the git host gets the bare repositories of the real Rails apps (fleet/origin);
+ 4. moto gets the sha bucket and, if it has none yet, a sha file staged with
+    `ecom-deploy stage` at each app's first version;
+ 5. the plan runs again against moto (instances, Elastic IP and its association become
+    real moto state) and the executor runs its remote commands on the hosts over SSH;
+ 6. the EIP emulation follows the plan's allocation, and the last line is the endpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ecom_infra import plan as offline_plan
+from ecom_infra.errors import ConfigError
+from ecom_infra.stacks import PROJECT_DIR, stack_config
+from renderers import render
+
+from . import hosts as fleet_hosts
+from . import network as fleet_network
+from . import spec as fleet_spec
+from .cloud import MotoMocks
+from .executor import run_plan
+from .origin import HISTORIES, build_origin
+from .ssh import Connection, SshRunner
+
+STACK = "local"
+FLEET_NAME = "ecomfleet"
+ENV = {"AWS_ACCESS_KEY_ID": "fleet", "AWS_SECRET_ACCESS_KEY": "fleet", "AWS_DEFAULT_REGION": "us-east-1",
+       "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def say(stage: str, message: str) -> None:
+    print(f"[up] {stage}: {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class LocalFleet:
+    """The local stack's `fleet:*` config: where the fleet lives on this machine."""
+
+    name: str
+    bridge: dict
+    eip_address: str
+    git_name: str
+    git_address: str
+    moto_port: int
+    stack: str = STACK
+
+    @classmethod
+    def from_stack(cls, stack: str = STACK, project_dir: Path = PROJECT_DIR) -> "LocalFleet":
+        config = stack_config(stack, project_dir)
+        try:
+            git = config["fleet:gitHost"]
+            return cls(name=config.get("fleet:name", FLEET_NAME), bridge=config["fleet:bridge"],
+                       eip_address=config["fleet:eipAddress"], git_name=git["name"], git_address=git["address"],
+                       moto_port=int(config.get("fleet:motoPort", 5000)), stack=stack)
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"Pulumi.{stack}.yaml", f"fleet settings are incomplete ({exc})",
+                              "fleet:gitHost: {name: git, address: 10.213.0.5}") from None
+
+    @property
+    def state(self) -> Path:
+        """What the local deploy keeps (keys, plan, executor state): hidden from the hosts."""
+        return fleet_spec.STATE_ROOT / f"{self.name}.local"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.bridge['gateway']}:{self.moto_port}"
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def _keypair(path: Path) -> tuple[str, str]:
+    """(private OpenSSH text, public line) of the ed25519 key at `path`, made on first use (mode 600)."""
+    if not path.exists():
+        key = Ed25519PrivateKey.generate()
+        text = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                 serialization.NoEncryption()).decode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+    private = path.read_text()
+    key = serialization.load_ssh_private_key(private.encode(), password=None)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    return private, public
+
+
+@dataclass(frozen=True)
+class Keys:
+    admin: tuple[str, str]
+    deploy: tuple[str, str]
+    git_host: tuple[str, str]
+
+    @classmethod
+    def load(cls, fleet: LocalFleet) -> "Keys":
+        keys = fleet.state / "keys"
+        keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return cls(admin=_keypair(keys / "admin"), deploy=_keypair(keys / "deploy"),
+                   git_host=_keypair(keys / "git-host"))
+
+
+def plan_inputs(fleet: LocalFleet, keys: Keys) -> tuple[dict[str, str], dict[str, str]]:
+    """(config overrides, secrets) that put the fleet's own keys into the local stack."""
+    config = stack_config(fleet.stack)
+    ssh = dict(config["ecom-infra:ssh"], publicKey=f"{keys.admin[1]} fleet-admin")
+    overrides = {"ecom-infra:ssh": json.dumps(ssh),
+                 "ecom-infra:gitKnownHosts": json.dumps([f"{fleet.git_address} {keys.git_host[1]}"])}
+    secrets = {"ecom-infra:deployKey": keys.deploy[0], "ecom-infra:sshPrivateKey": keys.admin[0]}
+    return overrides, secrets
+
+
+# ----------------------------------------------------------------------------- fleet
+
+
+def fleet_spec_from(fleet: LocalFleet, result: offline_plan.PlanResult, keys: Keys,
+                    running: fleet_spec.FleetSpec | None) -> dict:
+    """The fleet spec: the git host and one host per EC2 instance of the plan.
+
+    Hosts of a running fleet keep their place (their veth is numbered by it); new ones are appended.
+    """
+    private_keys = {r.name[:-len("-host-key")]: offline_plan.plan_mocks.unwrap(r.state)["privateKeyOpenssh"]
+                    for r in result.resources if r.type == "tls:index/privateKey:PrivateKey"}
+    authorized = [f"{keys.admin[1]} fleet-admin"]
+    wanted = {fleet.git_name: {"name": fleet.git_name, "address": fleet.git_address, "host_key": keys.git_host[0],
+                               "authorized_keys": authorized}}
+    for name, host in result.hosts().items():
+        wanted[name] = {"name": name, "address": host["privateIp"], "host_key": private_keys[name],
+                        "authorized_keys": authorized}
+    order = [h.name for h in running.hosts] if running else []
+    order += sorted(n for n in wanted if n not in order)
+    return {"name": fleet.name, "bridge": fleet.bridge, "eip": {"address": fleet.eip_address, "allocation_id": None},
+            "moto": {"port": fleet.moto_port}, "hosts": [wanted[n] for n in order if n in wanted]}
+
+
+def start_or_grow(raw: dict, running: fleet_spec.FleetSpec | None, work: Path) -> fleet_spec.FleetSpec:
+    spec = fleet_spec.parse(raw)
+    if running is None:
+        path = work / "fleet-spec.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(raw, out)
+        subprocess.run([sys.executable, "-m", "fleet", "up", "--spec", str(path)], check=True, cwd=PROJECT_DIR)
+        return spec
+    from .__main__ import fleet_lock, wait_for_sshd  # noqa: PLC0415 - the fleet CLI's own helpers
+
+    known = {h.name for h in running.hosts}
+    removed = known - {h.name for h in spec.hosts}
+    if removed:
+        raise ConfigError("Pulumi.local.yaml", f"hosts {sorted(removed)} left the stack; shrinking a running "
+                                               "fleet is not supported: run `make down` first")
+    new = [(i, h) for i, h in enumerate(spec.hosts) if h.name not in known]
+    if not new:
+        say("fleet", f"{len(spec.hosts)} hosts already up")
+        return spec
+    with fleet_lock():
+        fleet_spec.save(spec)
+        boots = {}
+        for index, host in new:
+            say("fleet", f"adding host {host.name} ({host.address})")
+            fleet_hosts.prepare_root(spec, host)
+            fleet_network.create_host_link(spec, index, host)
+            boots[host.name] = (fleet_hosts.boot(spec, host), time.monotonic())
+        grown = fleet_spec.FleetSpec(**{**spec.__dict__, "hosts": tuple(h for _, h in new)})
+        wait_for_sshd(grown, boots)
+    return spec
+
+
+# ----------------------------------------------------------------------------- git origin and sha file
+
+
+def publish_origin(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, work: Path) -> dict[str, dict]:
+    """Build each app's bare repository and install them on the git host; {app: {tag: sha}}."""
+    origin = work / "origin"
+    shas = {}
+    for app in sorted(HISTORIES):
+        if not (origin / f"{app}.git" / "HEAD").exists():
+            say("origin", f"building {app} (real Rails app from Debian's packages)")
+        shas[app] = build_origin(origin / f"{app}.git", app)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for app in sorted(HISTORIES):
+            tar.add(origin / f"{app}.git", arcname=f"{app}.git")
+    host = spec.host(fleet.git_name)
+    script = render("fleet/git-origin.sh.j2", deploy_public_key=f"{keys.deploy[1]} deploy",
+                    repos=sorted(f"{app}.git" for app in HISTORIES))
+    from components.remote_steps import as_root  # noqa: PLC0415
+
+    conn = Connection.from_inputs({"host": str(host.address), "user": "admin", "privateKey": keys.admin[0],
+                                   "hostKey": host.host_public_key}, "git host")
+    with SshRunner(log=lambda line: None) as ssh:
+        result = ssh.run(conn, as_root(script), stdin=buffer.getvalue())
+    if result.exit_code != 0:
+        raise RuntimeError(f"git host setup failed: {result.stderr.strip().splitlines()[-1:]}")
+    say("origin", f"{', '.join(sorted(HISTORIES))} served by {fleet.git_name} ({host.address})")
+    return shas
+
+
+def seed_sha_file(fleet: LocalFleet, tags: dict[str, dict]) -> None:
+    """The sha bucket in moto, and a first release per app recorded the way CI records it."""
+    s3 = boto3.client("s3", endpoint_url=fleet.endpoint, region_name="us-east-1",
+                      aws_access_key_id="fleet", aws_secret_access_key="fleet")
+    config = stack_config(fleet.stack)
+    bucket = config.get("ecom-infra:shaBucket", {}).get("name", "emami-ci-packages")
+    key = config.get("ecom-infra:shaBucket", {}).get("key", "sha_number.yml")
+    if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", [])
+    if any(o["Key"] == key for o in listed):
+        say("sha file", f"s3://{bucket}/{key} exists: deploying what it says")
+        return
+    for app in [a["name"] for a in config["ecom-infra:apps"]]:
+        sha = tags[app]["v1"]
+        subprocess.run([sys.executable, "-m", "ecom_infra.cli", "stage", "--env", fleet.stack, "--app", app,
+                        "--sha", sha, "--bucket", bucket, "--key", key, "--endpoint-url", fleet.endpoint,
+                        "--actor", "make-up"], check=True, cwd=PROJECT_DIR, env={**os.environ, **ENV})
+
+
+# ----------------------------------------------------------------------------- up / down
+
+
+def deploy(fleet: LocalFleet, keys: Keys) -> dict:
+    """Plan against moto and execute the plan's remote commands; returns the revealed plan."""
+    overrides, secrets = plan_inputs(fleet, keys)
+    config = stack_config(fleet.stack)
+    subnets = {s["id"]: s["cidr"] for s in config["ecom-infra:network"]["subnets"]}
+    os.environ.update(ENV)
+    mocks = MotoMocks(stack=fleet.stack, region=config.get("aws:region", "us-east-1"), endpoint=fleet.endpoint,
+                      eip_address=fleet.eip_address, subnet_cidrs=subnets)
+    result = offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides, mocks=mocks)
+    for warning in result.warnings:
+        say("plan", f"warning: {warning}")
+    plan = result.to_dict(reveal_secrets=True)
+    path = fleet.state / "plan.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(plan, out, indent=1, sort_keys=True)
+    allocation = plan["outputs"]["endpoint"]["allocationId"]
+    subprocess.run([sys.executable, "-m", "fleet", "eip", "--name", fleet.name, "--allocation-id", allocation],
+                   check=True, cwd=PROJECT_DIR, stdout=subprocess.DEVNULL)
+    say("deploy", f"{sum(r['type'].startswith('command:remote:') for r in plan['resources'])} remote commands "
+                  "in the plan; running what changed")
+    run_plan(plan, fleet.state / "executor-state.json")
+    return plan
+
+
+def up(fleet: LocalFleet) -> int:
+    started = time.monotonic()
+    fleet.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keys = Keys.load(fleet)
+    overrides, secrets = plan_inputs(fleet, keys)
+    say("plan", f"offline plan of the {fleet.stack} stack: which hosts exist")
+    shape = offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides)
+    running = fleet_spec.load_saved(fleet.name)
+    spec = start_or_grow(fleet_spec_from(fleet, shape, keys, running), running, fleet.state)
+    tags = publish_origin(fleet, keys, spec, fleet.state)
+    seed_sha_file(fleet, tags)
+    plan = deploy(fleet, keys)
+    apps = plan["outputs"]["apps"]
+    for app, entry in sorted(apps.items()):
+        say("done", f"{app} {entry['sha'] or '(no release)'} on {len(entry['servers'])} server(s): "
+                    f"curl -H 'Host: {entry['hostnames'][0]}' {plan['outputs']['endpoint']['url']}")
+    say("done", f"in {time.monotonic() - started:.0f} s")
+    print(f"endpoint: {plan['outputs']['endpoint']['url']}")
+    return 0
+
+
+def down(fleet: LocalFleet) -> int:
+    subprocess.run([sys.executable, "-m", "fleet", "down", "--name", fleet.name], check=True, cwd=PROJECT_DIR)
+    if fleet.state.exists():
+        shutil.rmtree(fleet.state)
+        print(f"[down] removed {fleet.state}")
+    try:
+        fleet_spec.STATE_ROOT.rmdir()      # only when no other fleet is left
+    except OSError:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fleet.local", description=__doc__.splitlines()[0])
+    parser.add_argument("verb", choices=["up", "down", "plan"])
+    parser.add_argument("--stack", default=STACK)
+    args = parser.parse_args(argv)
+    try:
+        fleet = LocalFleet.from_stack(args.stack)
+        if args.verb == "up":
+            return up(fleet)
+        if args.verb == "down":
+            return down(fleet)
+        print(fleet.state / "plan.json")
+        return 0
+    except ConfigError as exc:
+        print(f"fleet.local: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
