@@ -1,0 +1,480 @@
+"""The HAProxy pair: haproxy.cfg, keepalived with an Elastic IP, and rolling-restart helpers.
+
+Plain values in, text and `Step`s out (no Pulumi here). `HaproxyPair` turns each Step into a
+remote command on a node; the steps need a root connection (every script checks `id -u`).
+
+What runs on a node, in order (`haproxy_node_steps`):
+  haproxy-packages         haproxy, keepalived, python3-boto3 and the haproxy user, when missing
+  haproxy-tls-cert         (only with TLS) the pem from stdin, mode 600, reload if it changed
+  haproxy-config           haproxy.cfg: validate beside the live file, swap, reload on change
+  keepalived-notify-master the script that moves the Elastic IP to this node
+  keepalived-config        keepalived.conf: validate (`keepalived -t`), swap, reload on change
+Rolling restarts add `drain_step` / `ready_step` around each app server's restart.
+
+Paths and service commands live in `HaproxyLayout` / `KeepalivedLayout` so tests can point the
+same scripts at temp files and at processes they started, without fake binaries.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from ecom_infra.errors import ConfigError
+
+from . import content_hash, render
+from .steps import Step
+
+# Names of the secrets the component feeds on stdin (never rendered into a script).
+TLS_PEM_SECRET = "haproxy_tls_pem"
+VRRP_PASSWORD_SECRET = "vrrp_password"
+
+# keepalived.conf is rendered with these placeholders; the install script fills them on the node
+# (the interface owning the private IP is only known there, the password arrives on stdin).
+INTERFACE_PLACEHOLDER = "@@VRRP_INTERFACE@@"
+PASSWORD_PLACEHOLDER = "@@VRRP_PASSWORD@@"
+
+# Priorities: the preferred first master wins the initial election; nopreempt keeps whoever is
+# master afterwards (see templates/haproxy/keepalived.conf.j2).
+MASTER_PRIORITY = 150
+BACKUP_PRIORITY = 100
+
+_APP = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+# No spaces or '#': haproxy would split or cut the `http-check send ... uri` line there.
+_HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~/%?=&+-]*$")
+_SERVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+_ALLOCATION_ID = re.compile(r"^eipalloc-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?/?$")
+_INTERFACE = re.compile(r"^[A-Za-z0-9._-]{1,15}$")
+# Paths end up in shell scripts (quoted) and in config files (unquoted): keep them plain.
+_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
+_BIND = re.compile(r"^(?:\d{1,3}(?:\.\d{1,3}){3})?:\d{1,5}$")
+
+
+def _check(ok: bool, key: str, problem: str, example: str | None = None) -> None:
+    if not ok:
+        raise ConfigError(key, problem, example)
+
+
+def _check_ipv4(value: str, key: str) -> None:
+    try:
+        ipaddress.IPv4Address(value)
+    except (ipaddress.AddressValueError, ValueError):
+        raise ConfigError(key, f"{value!r} is not an IPv4 address", "10.0.1.10") from None
+
+
+def _check_count(value: int, key: str, low: int, high: int) -> None:
+    _check(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+           key, f"{value!r} must be a whole number from {low} to {high}")
+
+
+def _check_path(value: str, key: str) -> None:
+    _check(isinstance(value, str) and bool(_PATH.match(value)), key,
+           f"{value!r} must be an absolute path of letters, digits, '.', '_', '-', '/'")
+
+
+# --------------------------------------------------------------------------- inputs
+
+@dataclass(frozen=True)
+class BackendServer:
+    """One app server as HAProxy sees it (nginx on the app server answers on `port`)."""
+    name: str
+    address: str
+    port: int = 80
+
+    def validate(self, key: str) -> None:
+        _check(isinstance(self.name, str) and bool(_SERVER.match(self.name)), f"{key}.name",
+               f"{self.name!r} must be letters, digits, '.', '_', '-' (at most 63)", "app-1")
+        _check_ipv4(self.address, f"{key}.address")
+        _check_count(self.port, f"{key}.port", 1, 65535)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One app: the Host names routed to it, its health path and every server that runs it."""
+    app: str
+    hostnames: tuple[str, ...]
+    health_path: str
+    servers: tuple[BackendServer, ...]
+
+    def __post_init__(self) -> None:
+        # Accept lists from callers but keep the value hashable and immutable.
+        object.__setattr__(self, "hostnames", tuple(self.hostnames))
+        object.__setattr__(self, "servers", tuple(self.servers))
+
+    def validate(self) -> None:
+        key = f"backends[{self.app}]"
+        _check(isinstance(self.app, str) and bool(_APP.match(self.app)), "backends[].app",
+               f"{self.app!r} must be lowercase letters, digits and '-'", "ecom-platform")
+        _check(len(self.hostnames) > 0, f"{key}.hostnames", "needs at least one hostname",
+               "shop.example.com")
+        for i, host in enumerate(self.hostnames):
+            _check(isinstance(host, str) and bool(_HOSTNAME.match(host)), f"{key}.hostnames[{i}]",
+                   f"{host!r} is not a lowercase DNS name", "shop.example.com")
+        _check(len(set(self.hostnames)) == len(self.hostnames), f"{key}.hostnames",
+               "lists a hostname twice")
+        _check(isinstance(self.health_path, str) and bool(_HEALTH_PATH.match(self.health_path)),
+               f"{key}.health_path", f"{self.health_path!r} must start with '/' and hold no "
+               "spaces or '#'", "/up")
+        _check(len(self.servers) > 0, f"{key}.servers", "needs at least one app server")
+        for server in self.servers:
+            server.validate(f"{key}.servers[{server.name}]")
+        names = [s.name for s in self.servers]
+        _check(len(set(names)) == len(names), f"{key}.servers", "lists a server name twice")
+
+    @property
+    def check_host(self) -> str:
+        """Host header of the health check: the app's first (canonical) hostname."""
+        return self.hostnames[0]
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """HAProxy's active checks of app servers (HAProxy's own defaults: 2 s, fall 3, rise 2)."""
+    interval_s: int = 2
+    fall: int = 3
+    rise: int = 2
+
+    def validate(self) -> None:
+        _check_count(self.interval_s, "health_check.interval_s", 1, 300)
+        _check_count(self.fall, "health_check.fall", 1, 100)
+        _check_count(self.rise, "health_check.rise", 1, 100)
+
+
+@dataclass(frozen=True)
+class ServiceControl:
+    """How a script asks about, reloads and starts a service: argv tuples, each word quoted."""
+    is_active: tuple[str, ...]
+    reload: tuple[str, ...]
+    start: tuple[str, ...]
+
+    @classmethod
+    def systemd(cls, unit: str) -> "ServiceControl":
+        return cls(is_active=("systemctl", "is-active", "--quiet", unit),
+                   reload=("systemctl", "reload", unit),
+                   start=("systemctl", "enable", "--now", unit))
+
+
+@dataclass(frozen=True)
+class HaproxyLayout:
+    """Where HAProxy's files live on a node and how it is driven (Debian defaults)."""
+    config_path: str = "/etc/haproxy/haproxy.cfg"
+    admin_socket: str = "/run/haproxy/admin.sock"
+    cert_path: str = "/etc/haproxy/certs/site.pem"
+    haproxy_bin: str = "/usr/sbin/haproxy"
+    python: str = "/usr/bin/python3"
+    service: ServiceControl = field(default_factory=lambda: ServiceControl.systemd("haproxy"))
+    # Debian's unit bind-mounts /dev/log into this chroot, so `log /dev/log` keeps working.
+    chroot: str | None = "/var/lib/haproxy"
+    user: str | None = "haproxy"
+    group: str | None = "haproxy"
+    log_target: str = "/dev/log local0"
+    http_bind: str = ":80"
+    https_bind: str = ":443"
+
+    def validate(self) -> None:
+        for name in ("config_path", "admin_socket", "cert_path", "haproxy_bin", "python"):
+            _check_path(getattr(self, name), f"haproxy_layout.{name}")
+        if self.chroot is not None:
+            _check_path(self.chroot, "haproxy_layout.chroot")
+        for name in ("http_bind", "https_bind"):
+            value = getattr(self, name)
+            _check(bool(_BIND.match(value)), f"haproxy_layout.{name}",
+                   f"{value!r} must be [IPv4]:port", ":80")
+
+
+@dataclass(frozen=True)
+class KeepalivedLayout:
+    """Where keepalived's files live on a node and how it is driven (Debian defaults)."""
+    config_path: str = "/etc/keepalived/keepalived.conf"
+    notify_path: str = "/etc/keepalived/notify-master-eip.py"
+    keepalived_bin: str = "/usr/sbin/keepalived"
+    pgrep: str = "/usr/bin/pgrep"
+    python: str = "/usr/bin/python3"
+    service: ServiceControl = field(default_factory=lambda: ServiceControl.systemd("keepalived"))
+
+    def validate(self) -> None:
+        for name in ("config_path", "notify_path", "keepalived_bin", "pgrep", "python"):
+            _check_path(getattr(self, name), f"keepalived_layout.{name}")
+
+
+@dataclass(frozen=True)
+class HaproxyNodeSpec:
+    """One HAProxy node of the pair, with what keepalived needs to move the Elastic IP."""
+    name: str
+    private_ip: str
+    peer_private_ip: str
+    instance_id: str
+    is_master: bool
+    """The preferred first master (higher priority). With nopreempt it does not take the
+    address back after a failover; whoever is master keeps it."""
+    vrrp_router_id: int
+    eip_allocation_id: str
+    region: str
+    aws_endpoint_url: str | None = None
+    """None on AWS; the moto server's URL on the local fleet."""
+    tls_cert: bool = False
+    """True: HAProxy also serves :443; the pem (certificate + key) comes on stdin."""
+    vrrp_auth: bool = False
+    """True: VRRP PASS authentication; the password (1-8 chars) comes on stdin."""
+    vrrp_interface: str | None = None
+    """None: the interface that holds `private_ip`, found on the node at install time."""
+    check_interval_s: int = 1
+    check_fall: int = 2
+    check_rise: int = 2
+    advert_int_s: int = 1
+    notify_attempts: int = 5
+    notify_retry_delay_s: float = 2.0
+
+    def validate(self) -> None:
+        key = f"haproxy_nodes[{self.name}]"
+        _check(isinstance(self.name, str) and bool(_APP.match(self.name)), "haproxy_nodes[].name",
+               f"{self.name!r} must be lowercase letters, digits and '-'", "haproxy-a")
+        _check_ipv4(self.private_ip, f"{key}.private_ip")
+        _check_ipv4(self.peer_private_ip, f"{key}.peer_private_ip")
+        _check(self.private_ip != self.peer_private_ip, f"{key}.peer_private_ip",
+               "must differ from private_ip (it is the other node)")
+        _check(isinstance(self.instance_id, str) and bool(_INSTANCE_ID.match(self.instance_id)),
+               f"{key}.instance_id", f"{self.instance_id!r} is not an EC2 instance id",
+               "i-0123456789abcdef0")
+        _check_count(self.vrrp_router_id, f"{key}.vrrp_router_id", 1, 255)
+        _check(isinstance(self.eip_allocation_id, str)
+               and bool(_ALLOCATION_ID.match(self.eip_allocation_id)),
+               f"{key}.eip_allocation_id", f"{self.eip_allocation_id!r} is not an allocation id",
+               "eipalloc-0123456789abcdef0")
+        _check(isinstance(self.region, str) and bool(_REGION.match(self.region)), f"{key}.region",
+               f"{self.region!r} is not an AWS region", "us-east-1")
+        if self.aws_endpoint_url is not None:
+            _check(bool(_ENDPOINT.match(self.aws_endpoint_url)), f"{key}.aws_endpoint_url",
+                   f"{self.aws_endpoint_url!r} must be http(s)://host[:port]",
+                   "http://10.213.77.1:5000")
+        if self.vrrp_interface is not None:
+            _check(bool(_INTERFACE.match(self.vrrp_interface)), f"{key}.vrrp_interface",
+                   f"{self.vrrp_interface!r} is not an interface name", "ens5")
+        _check_count(self.check_interval_s, f"{key}.check_interval_s", 1, 60)
+        _check_count(self.check_fall, f"{key}.check_fall", 1, 20)
+        _check_count(self.check_rise, f"{key}.check_rise", 1, 20)
+        _check_count(self.advert_int_s, f"{key}.advert_int_s", 1, 60)
+        _check_count(self.notify_attempts, f"{key}.notify_attempts", 1, 20)
+        _check(isinstance(self.notify_retry_delay_s, (int, float))
+               and 0 <= self.notify_retry_delay_s <= 30,
+               f"{key}.notify_retry_delay_s", "must be from 0 to 30 seconds")
+
+    @property
+    def priority(self) -> int:
+        return MASTER_PRIORITY if self.is_master else BACKUP_PRIORITY
+
+
+# --------------------------------------------------------------------------- haproxy.cfg
+
+def _validate_backends(backends: tuple[Backend, ...] | list[Backend]) -> tuple[Backend, ...]:
+    backends = tuple(backends)
+    _check(len(backends) > 0, "backends", "needs at least one app")
+    seen_apps: set[str] = set()
+    seen_hosts: dict[str, str] = {}
+    for backend in backends:
+        backend.validate()
+        _check(backend.app not in seen_apps, "backends", f"app {backend.app!r} is listed twice")
+        seen_apps.add(backend.app)
+        for host in backend.hostnames:
+            # One Host header must route to exactly one app.
+            _check(host not in seen_hosts, f"backends[{backend.app}].hostnames",
+                   f"{host!r} is already routed to {seen_hosts.get(host)!r}")
+            seen_hosts[host] = backend.app
+    return backends
+
+
+def render_haproxy_cfg(backends: tuple[Backend, ...] | list[Backend], *, tls: bool = False,
+                       default_app: str | None = None, health: HealthCheck = HealthCheck(),
+                       layout: HaproxyLayout = HaproxyLayout()) -> str:
+    """haproxy.cfg for both nodes: Host routing to one backend per app, checks, admin socket.
+
+    Requests whose Host matches no app go to `default_app` (the first app when None, the
+    legacy default). With `tls`, :443 serves `layout.cert_path` and :80 redirects to https.
+    """
+    backends = _validate_backends(backends)
+    health.validate()
+    layout.validate()
+    default_app = backends[0].app if default_app is None else default_app
+    _check(default_app in {b.app for b in backends}, "default_app",
+           f"{default_app!r} is not one of the apps", backends[0].app)
+    return render("haproxy/haproxy.cfg.j2", backends=backends, tls=tls, default_app=default_app,
+                  health=health, layout=layout)
+
+
+# --------------------------------------------------------------------------- keepalived
+
+def render_keepalived_conf(node: HaproxyNodeSpec,
+                           layout: KeepalivedLayout = KeepalivedLayout()) -> str:
+    """keepalived.conf for one node, with the interface / password placeholders unfilled."""
+    node.validate()
+    layout.validate()
+    return render("haproxy/keepalived.conf.j2", node=node, layout=layout,
+                  interface=node.vrrp_interface or INTERFACE_PLACEHOLDER,
+                  password_placeholder=PASSWORD_PLACEHOLDER)
+
+
+def fill_keepalived_conf(text: str, interface: str, password: str | None = None) -> str:
+    """What the install script writes: `text` with the placeholders filled (used by tests)."""
+    text = text.replace(INTERFACE_PLACEHOLDER, interface)
+    if password is not None:
+        text = text.replace(PASSWORD_PLACEHOLDER, password)
+    return text
+
+
+def render_notify_master(node: HaproxyNodeSpec) -> str:
+    """Python run by keepalived on becoming master: associate the EIP with this instance."""
+    node.validate()
+    # Values are rendered as Python literals (repr), never spliced in as code.
+    literals = {
+        "instance_id": repr(node.instance_id),
+        "allocation_id": repr(node.eip_allocation_id),
+        "region": repr(node.region),
+        "endpoint_url": repr(node.aws_endpoint_url),
+        "attempts": repr(node.notify_attempts),
+        "retry_delay_s": repr(float(node.notify_retry_delay_s)),
+    }
+    return render("haproxy/notify_master.py.j2", node=node, py=literals)
+
+
+# --------------------------------------------------------------------------- install scripts
+
+_HEREDOC_CFG = "ECOM_HAPROXY_CFG"
+_HEREDOC_KEEPALIVED = "ECOM_KEEPALIVED_CONF"
+_HEREDOC_NOTIFY = "ECOM_NOTIFY_MASTER_PY"
+_HEREDOC_RUNTIME = "ECOM_RUNTIME_API_PY"
+
+
+def _heredoc_safe(text: str, delimiter: str) -> str:
+    """A file shipped in a quoted heredoc: it must end with a newline and never hold the
+    delimiter on a line of its own (that would end the heredoc early)."""
+    if not text.endswith("\n"):
+        text += "\n"
+    if delimiter in text.splitlines():
+        raise ValueError(f"rendered text contains the heredoc delimiter {delimiter}")
+    return text
+
+
+def render_packages_script() -> str:
+    return render("haproxy/packages.sh.j2")
+
+
+def render_tls_cert_script(layout: HaproxyLayout = HaproxyLayout()) -> str:
+    layout.validate()
+    return render("haproxy/tls_cert.sh.j2", layout=layout, secret=TLS_PEM_SECRET)
+
+
+def render_haproxy_install(cfg: str, layout: HaproxyLayout = HaproxyLayout()) -> str:
+    """Script that installs `cfg` (validate beside the live file, swap, reload on change)."""
+    layout.validate()
+    return render("haproxy/haproxy_install.sh.j2", cfg=_heredoc_safe(cfg, _HEREDOC_CFG),
+                  delimiter=_HEREDOC_CFG, layout=layout)
+
+
+def render_notify_install(node: HaproxyNodeSpec,
+                          layout: KeepalivedLayout = KeepalivedLayout()) -> str:
+    layout.validate()
+    script = _heredoc_safe(render_notify_master(node), _HEREDOC_NOTIFY)
+    return render("haproxy/notify_install.sh.j2", script=script, delimiter=_HEREDOC_NOTIFY,
+                  layout=layout)
+
+
+def render_keepalived_install(node: HaproxyNodeSpec,
+                              layout: KeepalivedLayout = KeepalivedLayout()) -> str:
+    """Script that installs keepalived.conf: fill placeholders, `keepalived -t`, swap, reload."""
+    conf = _heredoc_safe(render_keepalived_conf(node, layout), _HEREDOC_KEEPALIVED)
+    return render("haproxy/keepalived_install.sh.j2", conf=conf, delimiter=_HEREDOC_KEEPALIVED,
+                  node=node, layout=layout, secret=VRRP_PASSWORD_SECRET,
+                  interface_placeholder=INTERFACE_PLACEHOLDER,
+                  password_placeholder=PASSWORD_PLACEHOLDER)
+
+
+# --------------------------------------------------------------------------- steps
+
+def haproxy_node_steps(node: HaproxyNodeSpec, backends: tuple[Backend, ...] | list[Backend], *,
+                       default_app: str | None = None, health: HealthCheck = HealthCheck(),
+                       layout: HaproxyLayout = HaproxyLayout(),
+                       keepalived: KeepalivedLayout = KeepalivedLayout()) -> list[Step]:
+    """Every step that makes one node of the pair, in the order they must run.
+
+    Triggers hold the hash of what the step installs, so a step re-runs exactly when its
+    file changes; the component adds the instance id.
+    """
+    node.validate()
+    cfg = render_haproxy_cfg(backends, tls=node.tls_cert, default_app=default_app,
+                             health=health, layout=layout)
+    packages = render_packages_script()
+    steps = [Step(name="haproxy-packages", create=packages, triggers=(content_hash(packages),))]
+    if node.tls_cert:
+        steps.append(Step(name="haproxy-tls-cert", create=render_tls_cert_script(layout),
+                          stdin=TLS_PEM_SECRET, secret_output=True))
+    steps.append(Step(name="haproxy-config", create=render_haproxy_install(cfg, layout),
+                      triggers=(content_hash(cfg),)))
+    notify = render_notify_master(node)
+    steps.append(Step(name="keepalived-notify-master",
+                      create=render_notify_install(node, keepalived),
+                      triggers=(content_hash(notify),)))
+    conf = render_keepalived_conf(node, keepalived)
+    steps.append(Step(name="keepalived-config", create=render_keepalived_install(node, keepalived),
+                      triggers=(content_hash(conf),),
+                      stdin=VRRP_PASSWORD_SECRET if node.vrrp_auth else None,
+                      secret_output=node.vrrp_auth))
+    return steps
+
+
+# --------------------------------------------------------------------------- rolling restarts
+
+def _names(backend: Backend | str, server: BackendServer | str) -> tuple[str, str]:
+    app = backend.app if isinstance(backend, Backend) else backend
+    name = server.name if isinstance(server, BackendServer) else server
+    _check(isinstance(app, str) and bool(_APP.match(app)), "backend",
+           f"{app!r} must be lowercase letters, digits and '-'", "ecom-platform")
+    _check(isinstance(name, str) and bool(_SERVER.match(name)), "server",
+           f"{name!r} must be letters, digits, '.', '_', '-'", "app-1")
+    return app, name
+
+
+def render_runtime_script(action: str, backend: Backend | str, server: BackendServer | str, *,
+                          timeout_s: int = 60, wait_up: bool = True,
+                          layout: HaproxyLayout = HaproxyLayout()) -> str:
+    """Shell script that runs `action` (drain | ready) through the admin socket."""
+    _check(action in ("drain", "ready"), "action", f"{action!r} must be drain or ready")
+    _check_count(timeout_s, "timeout_s", 1, 3600)
+    layout.validate()
+    app, name = _names(backend, server)
+    client = _heredoc_safe(render("haproxy/runtime_api.py.j2"), _HEREDOC_RUNTIME)
+    return render("haproxy/runtime_step.sh.j2", action=action, app=app, server=name,
+                  timeout_s=timeout_s, wait_up=wait_up, layout=layout, client=client,
+                  delimiter=_HEREDOC_RUNTIME)
+
+
+def drain_step(backend: Backend | str, server: BackendServer | str, *,
+               triggers: tuple[str, ...] = (), timeout_s: int = 60,
+               layout: HaproxyLayout = HaproxyLayout()) -> Step:
+    """Stop sending new requests to `server` and wait (bounded) until its sessions reach 0.
+
+    Put it on both HAProxy nodes before the server's restart, with the restart's triggers
+    (e.g. the release sha) so it runs whenever the restart does. A node whose HAProxy does not
+    answer is skipped with a warning; a drain that times out warns and lets the restart go on.
+    """
+    app, name = _names(backend, server)
+    return Step(name=f"haproxy-drain-{app}-{name}",
+                create=render_runtime_script("drain", app, name, timeout_s=timeout_s,
+                                             wait_up=False, layout=layout),
+                triggers=tuple(triggers))
+
+
+def ready_step(backend: Backend | str, server: BackendServer | str, *,
+               triggers: tuple[str, ...] = (), wait_up: bool = True, timeout_s: int = 60,
+               layout: HaproxyLayout = HaproxyLayout()) -> Step:
+    """Give `server` traffic again; with `wait_up`, fail unless its health check says UP in
+    time, so a broken release stops the rolling restart before the next server drains."""
+    app, name = _names(backend, server)
+    return Step(name=f"haproxy-ready-{app}-{name}",
+                create=render_runtime_script("ready", app, name, timeout_s=timeout_s,
+                                             wait_up=wait_up, layout=layout),
+                triggers=tuple(triggers))
