@@ -11,7 +11,9 @@ additional secret outputs, which it marks secret as the engine would.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +52,31 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
+def _openssh_private_key(private: bytes, public: bytes, check: int) -> str:
+    """OpenSSH's private key format for ed25519, with a fixed check integer.
+
+    `cryptography` draws the check integer at random, which would make the plan (the
+    user data that carries the key) differ on every run.
+    """
+    def field(data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + data
+
+    kind = b"ssh-ed25519"
+    section = struct.pack(">II", check, check) + field(kind) + field(public) + field(private + public) + field(b"")
+    section += bytes(range(1, 1 + (-len(section) % 8)))        # padding 1, 2, 3...
+    body = (b"openssh-key-v1\0" + field(b"none") + field(b"none") + field(b"") + struct.pack(">I", 1)
+            + field(field(kind) + field(public)) + field(section))
+    text = base64.b64encode(body).decode()
+    lines = [text[i:i + 70] for i in range(0, len(text), 70)]
+    return "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
 def ed25519_keypair(seed: str) -> dict[str, str]:
     """A real ed25519 key pair derived from `seed` (deterministic plan, usable by the fleet)."""
-    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
-    private_openssh = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                        serialization.NoEncryption()).decode()
+    digest = hashlib.sha256(seed.encode()).digest()
+    key = Ed25519PrivateKey.from_private_bytes(digest)
+    raw_public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    private_openssh = _openssh_private_key(digest, raw_public, int.from_bytes(digest[:4], "big"))
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()).decode()
     public = key.public_key()

@@ -141,9 +141,11 @@ def test_every_resource_has_a_parent_in_a_component(plans):
     assert all(r["type"].startswith("ecom:") for r in plan["resources"] if not r["custom"])
 
 
-def test_plan_is_deterministic():
-    first = json.dumps(offline_plan.run("production").to_dict(), sort_keys=True)
-    second = json.dumps(offline_plan.run("production").to_dict(), sort_keys=True)
+@pytest.mark.parametrize("reveal", [False, True])
+def test_plan_is_deterministic(reveal):
+    """Secrets included: the host keys in user data must not change between runs either."""
+    first = json.dumps(offline_plan.run("production").to_dict(reveal_secrets=reveal), sort_keys=True)
+    second = json.dumps(offline_plan.run("production").to_dict(reveal_secrets=reveal), sort_keys=True)
     assert first == second
 
 
