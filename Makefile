@@ -34,11 +34,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
+# The local stack on the local fleet (root): hosts, moto, git origin, deploy, endpoint on the last line.
 up: setup
-	@$(VENV)/bin/ecom-deploy plan --stack $(STACK)
+	@$(PY) -m fleet.local up
 
-down:
-	@echo "[down] nothing is running yet"
+down: setup-python
+	@$(PY) -m fleet.local down
 
 test: setup
 	@$(PY) -m pytest

@@ -69,10 +69,11 @@ class RemoteResource:
     delete_before_replace: bool
     dependencies: tuple[str, ...]  # remote resources it must run after, found through any resource in between
     source_digest: str | None = None  # CopyToRemote: the content, so an edited file is copied again
+    host_name: str | None = None  # the plan's name for the host at this address, for progress lines
 
     @property
     def host(self) -> str:
-        return self.connection.label
+        return self.host_name or self.connection.label
 
 
 def _resource_key(name: str) -> str:
@@ -186,6 +187,8 @@ def remote_resources(plan: Mapping) -> list[RemoteResource]:
     """The plan's remote resources, validated, in the order they run: dependencies first, ties by urn."""
     resources = _plan_resources(plan)
     dependencies = _remote_dependencies(resources)
+    hosts = plan.get("hosts") if isinstance(plan.get("hosts"), Mapping) else {}
+    names = {h.get("privateIp"): name for name, h in hosts.items() if isinstance(h, Mapping)}
     parsed: dict[str, RemoteResource] = {}
     for resource in resources:
         if resource.get("type") not in REMOTE_TYPES:
@@ -204,7 +207,8 @@ def remote_resources(plan: Mapping) -> list[RemoteResource]:
         parsed[resource["urn"]] = RemoteResource(
             urn=resource["urn"], type=resource["type"], name=name, inputs=_normalized(inputs),
             connection=connection, delete_before_replace=bool(options.get("delete_before_replace", False)),
-            dependencies=dependencies[resource["urn"]], source_digest=digest)
+            dependencies=dependencies[resource["urn"]], source_digest=digest,
+            host_name=names.get(connection.host))
     order = _topological([(urn, res.dependencies) for urn, res in parsed.items()])
     return [parsed[urn] for urn in order]
 

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
@@ -69,15 +69,18 @@ class LocalFleet:
     git_address: str
     moto_port: int
     stack: str = STACK
+    overrides: dict = field(default_factory=dict)    # `--set key=value`: config for this run only
 
     @classmethod
-    def from_stack(cls, stack: str = STACK, project_dir: Path = PROJECT_DIR) -> "LocalFleet":
+    def from_stack(cls, stack: str = STACK, project_dir: Path = PROJECT_DIR,
+                   overrides: dict[str, str] | None = None) -> "LocalFleet":
         config = stack_config(stack, project_dir)
         try:
             git = config["fleet:gitHost"]
             return cls(name=config.get("fleet:name", FLEET_NAME), bridge=config["fleet:bridge"],
                        eip_address=config["fleet:eipAddress"], git_name=git["name"], git_address=git["address"],
-                       moto_port=int(config.get("fleet:motoPort", 5000)), stack=stack)
+                       moto_port=int(config.get("fleet:motoPort", 5000)), stack=stack,
+                       overrides=dict(overrides or {}))
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"Pulumi.{stack}.yaml", f"fleet settings are incomplete ({exc})",
                               "fleet:gitHost: {name: git, address: 10.213.0.5}") from None
@@ -129,7 +132,7 @@ def plan_inputs(fleet: LocalFleet, keys: Keys) -> tuple[dict[str, str], dict[str
     """(config overrides, secrets) that put the fleet's own keys into the local stack."""
     config = stack_config(fleet.stack)
     ssh = dict(config["ecom-infra:ssh"], publicKey=f"{keys.admin[1]} fleet-admin")
-    overrides = {"ecom-infra:ssh": json.dumps(ssh),
+    overrides = {**fleet.overrides, "ecom-infra:ssh": json.dumps(ssh),
                  "ecom-infra:gitKnownHosts": json.dumps([f"{fleet.git_address} {keys.git_host[1]}"])}
     secrets = {"ecom-infra:deployKey": keys.deploy[0], "ecom-infra:sshPrivateKey": keys.admin[0]}
     return overrides, secrets
@@ -307,9 +310,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fleet.local", description=__doc__.splitlines()[0])
     parser.add_argument("verb", choices=["up", "down", "plan"])
     parser.add_argument("--stack", default=STACK)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config for this run only, like `pulumi config set` (JSON for structured values)")
     args = parser.parse_args(argv)
     try:
-        fleet = LocalFleet.from_stack(args.stack)
+        overrides = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep or not key.startswith("ecom-infra:"):
+                raise ConfigError("--set", f"must be ecom-infra:KEY=VALUE, got {item!r}", "ecom-infra:apps=[...]")
+            overrides[key] = value
+        fleet = LocalFleet.from_stack(args.stack, overrides=overrides)
         if args.verb == "up":
             return up(fleet)
         if args.verb == "down":
