@@ -1,0 +1,5 @@
+class DocsController < ApplicationController
+  def index
+    @version = AppVersion::NAME
+  end
+end

@@ -1,0 +1,4 @@
+Rails.application.routes.draw do
+  root "docs#index"
+  get "/health", to: "health#show"
+end

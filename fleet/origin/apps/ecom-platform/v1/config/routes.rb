@@ -1,0 +1,4 @@
+Rails.application.routes.draw do
+  root "pages#show"
+  get "/health", to: "health#show"
+end

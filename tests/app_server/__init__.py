@@ -1,0 +1,1 @@
+"""Tests of the app-server steps and the fleet's git origin."""

@@ -1,0 +1,274 @@
+"""Releases for real: the build and publish steps run as root against the real Rails app,
+with real puma behind a real nginx on loopback (see helpers.py for what differs from a host)."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import destroy_host, kill_pids, make_host, pids_of_user
+
+pytestmark = pytest.mark.tools
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def asset_files(host) -> set[str]:
+    return {p.name for p in (Path(host.spec.shared_dir) / "assets").glob("application-*.css")}
+
+
+def stylesheet_of(page: str) -> str:
+    match = re.search(r'href="/assets/(application-[0-9a-f]+\.css)"', page)
+    assert match, page
+    return match.group(1)
+
+
+def test_each_release_rebuilds_only_what_changed(host, shas):
+    build, publish = host.deploy(shas["v1"])
+    out = ok(build)
+    assert "updating: bundle install --local" in out
+    assert "updating: assets:precompile\n" in out
+    status, page = host.get("/")
+    assert status == 200 and "version v1" in page
+    v1_css = stylesheet_of(page)
+    assert host.get(f"/assets/{v1_css}")[0] == 200                      # nginx serves shared/assets
+    assert host.get("/health") == (200, "ok v1\n")
+    v1 = host.current()
+    assert (host.app_dir / "releases" / v1 / "REVISION").read_text() == shas["v1"] + "\n"
+    assert v1.endswith("-" + shas["v1"][:12])
+    assert (host.app_dir / "releases" / v1 / "public" / "assets").resolve() == Path(host.spec.shared_dir) / "assets"
+    log_line = (host.app_dir / "revisions.log").read_text().splitlines()[-1]
+    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ deployed {shas['v1']} branch=main release={v1} by=root",
+                        log_line)
+
+    # Code only: no bundle, no precompile, nothing fetched (the clone brought every commit).
+    build, _ = host.deploy(shas["code-change"])
+    out = ok(build)
+    assert "bundle install skipped" in out and "assets:precompile skipped" in out
+    assert "nothing fetched" in out
+    status, page = host.get("/")
+    assert "version code-change" in page and "Free delivery" in page
+    assert stylesheet_of(page) == v1_css
+
+    # Stylesheet changed: precompile, still no bundle; the old digest stays for old pages.
+    build, _ = host.deploy(shas["asset-change"])
+    out = ok(build)
+    assert "bundle install skipped" in out and "updating: assets:precompile\n" in out
+    page = host.get("/")[1]
+    new_css = stylesheet_of(page)
+    assert new_css != v1_css and {v1_css, new_css} <= asset_files(host)
+    assert "font-weight: bold" in host.get(f"/assets/{new_css}")[1]
+
+    # config/ is an asset input (initializers can change assets); the lock is untouched.
+    build, _ = host.deploy(shas["config-change"])
+    out = ok(build)
+    assert "bundle install skipped" in out and "updating: assets:precompile\n" in out
+    assert "Everything for your shop, delivered" in host.get("/")[1]
+
+    # The same sha again: nothing fetched, built or restarted.
+    before = (host.releases(), host.puma_pid())
+    build, publish = host.deploy(shas["config-change"])
+    assert "current already runs" in ok(build) and "nothing fetched or built" in build.stdout
+    assert "nothing switched or restarted" in ok(publish)
+    assert (host.releases(), host.puma_pid()) == before
+    assert len(host.live_releases()) == 4
+
+
+def test_keep_counts_live_releases_and_going_back_reuses_a_kept_one(host, shas):
+    order = ["v1", "r1", "r2", "r3", "r4", "r5", "r6"]
+    for tag in order:
+        host.deploy(shas[tag])
+    releases = host.releases()
+    assert len(releases) == host.spec.keep_releases == 5
+    assert sorted(host.live_releases()) == releases
+    assert [host.release_sha(r) for r in releases] == [shas[t] for t in order[-5:]]
+    assert host.current() == releases[-1]
+
+    # Back to r3, still on disk: no fetch (the origin is not even reachable), no build.
+    kept = releases[order[-5:].index("r3")]
+    stamp = (host.app_dir / "releases" / kept).stat().st_mtime_ns
+    host.with_sha(shas["r3"], repo_url="file:///nonexistent/origin.git")
+    build = host.run("release-build")
+    out = ok(build)
+    assert f"release {kept} of {shas['r3'][:12]} is still on disk: reused" in out
+    assert "bundle" not in out and "precompile" not in out and "fetch" not in out.replace("nothing fetched", "")
+    publish = host.run("release-publish")
+    ok(publish)
+    assert host.current() == kept
+    assert (host.app_dir / "releases" / kept).stat().st_mtime_ns == stamp
+    assert "version r3" in host.get("/")[1]
+
+
+def test_a_release_that_does_not_boot_is_rolled_back(host, shas):
+    host.deploy(shas["r1"])
+    good = host.current()
+    good_pid = host.puma_pid()
+    host.with_sha(shas["broken-boot"], health_timeout=6)
+    ok(host.run("release-build"))
+    publish = host.run("release-publish")
+    assert publish.returncode == 1
+    err = publish.stderr
+    assert "did not answer 200 within 6s" in err
+    assert "Unable to start worker" in err and "reports_controller.rb:4" in err  # what the app logged
+    assert "failed; current is " + good in err
+    assert "rolling-back: current -> releases/" + good in publish.stdout
+    assert host.current() == good
+    assert host.puma_pid() not in (None, good_pid)                     # restarted on the good release
+    assert host.get("/health") == (200, "ok r1\n")
+    broken = [r for r in host.releases() if r.endswith(shas["broken-boot"][:12])]
+    assert len(broken) == 1 and (host.app_dir / "meta" / broken[0] / "failed").exists()
+    assert broken[0] not in host.live_releases()
+    log = (host.app_dir / "revisions.log").read_text()
+    assert f"failed {shas['broken-boot']} branch=main release={broken[0]}" in log
+    assert f"rolled-back {shas['r1']} branch=main release={good}" in log
+
+    # A failed release does not count as live: the next good deploy sweeps it.
+    _, publish = host.deploy(shas["r2"])
+    assert f"removed release {broken[0]} (never went live)" in ok(publish)
+    assert broken[0] not in host.releases()
+
+
+def test_an_interrupted_publish_goes_back_to_the_previous_release(host, shas):
+    host.deploy(shas["r1"])
+    good = host.current()
+    host.with_sha(shas["broken-boot"], health_timeout=120)
+    ok(host.run("release-build"))
+    job = host.start("release-publish")
+    seen = []
+    for line in job.stdout:                                 # wait until it is checking health
+        seen.append(line)
+        if "checking /health" in line:
+            break
+    assert host.current() != good                           # switched, not yet healthy
+    job.send_signal(signal.SIGTERM)
+    rest, _ = job.communicate(timeout=60)
+    out = "".join(seen) + rest
+    assert job.returncode != 0
+    assert "interrupted by SIGTERM" in out and f"rolling-back: current -> releases/{good}" in out
+    assert host.current() == good and host.get("/health") == (200, "ok r1\n")
+
+
+def test_a_build_that_fails_leaves_current_and_no_half_made_release(host, shas):
+    host.deploy(shas["config-change"])
+    good, releases = host.current(), host.releases()
+    manifest = next((Path(host.spec.shared_dir) / "assets").glob(".sprockets-manifest-*.json")).read_text()
+    host.with_sha(shas["broken-build"])
+    build = host.run("release-build")
+    assert build.returncode != 0
+    assert "theme_that_was_never_committed" in build.stdout + build.stderr
+    assert "removed the half-made release" in build.stderr
+    assert host.current() == good and host.releases() == releases
+    assert host.get("/health") == (200, "ok config-change\n")
+    # The running release's manifest is back in shared/assets.
+    assert next((Path(host.spec.shared_dir) / "assets").glob(".sprockets-manifest-*.json")).read_text() == manifest
+    publish = host.run("release-publish")
+    assert publish.returncode == 1 and "no built release of" in publish.stderr
+    assert host.current() == good
+
+
+def wait_for_job(account, word: str, timeout: float = 60) -> None:
+    """Wait until a process of the deploy user runs `word` (bundle install, rake...)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in pids_of_user(account.uid):
+            try:
+                if word in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    return
+            except OSError:
+                continue
+        time.sleep(0.02)
+    raise AssertionError(f"no process running {word!r}")
+
+
+def test_a_build_interrupted_during_bundle_is_cleaned_up(host, shas, deploy_account):
+    host.with_sha(shas["v1"])
+    job = host.start("release-build")
+    wait_for_job(deploy_account, "bundle install")
+    os.kill(job.pid, signal.SIGTERM)                       # pulumi cancelled, or the session died
+    out, _ = job.communicate(timeout=60)
+    assert job.returncode != 0
+    assert "interrupted by SIGTERM" in out and "removed the half-made release" in out
+    assert host.releases() == [] and host.current() is None
+    assert not [p for p in pids_of_user(deploy_account.uid) if b"bundle" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    build, _ = host.deploy(shas["v1"])                       # the next run converges
+    assert "bundle install --local" in ok(build)
+    assert host.get("/health") == (200, "ok v1\n")
+
+
+def test_a_build_killed_during_precompile_leaves_current_and_no_stale_lock(host, shas, deploy_account):
+    host.deploy(shas["code-change"])
+    good = host.current()
+    host.with_sha(shas["asset-change"])
+    job = host.start("release-build")
+    wait_for_job(deploy_account, "assets:precompile")
+    # SIGKILL: no trap runs. Kill the script and its job (the whole "host" dies).
+    os.killpg(job.pid, signal.SIGKILL)
+    kill_pids([p for p in pids_of_user(deploy_account.uid)
+               if b"assets:precompile" in Path(f"/proc/{p}/cmdline").read_bytes()])
+    job.communicate(timeout=30)
+    half_made = [r for r in host.releases() if r != good]
+    assert len(half_made) == 1                                     # left behind, not built
+    assert host.current() == good and host.get("/health") == (200, "ok code-change\n")
+    assert (host.app_dir / ".deploy.lock").exists()               # the lock file stays; the lock does not
+    started = time.monotonic()
+    build = host.run("release-build")
+    out = ok(build)
+    assert "waiting" not in out and time.monotonic() - started < 60
+    assert f"removed unfinished release {half_made[0]}" in out
+    ok(host.run("release-publish"))
+    assert host.current() != good and "version asset-change" in host.get("/")[1]
+
+
+def test_concurrent_deploys_are_serialised_by_the_lock(host, shas):
+    host.with_sha(shas["v1"])
+    jobs = [host.start("release-build")]
+    time.sleep(0.3)
+    jobs.append(host.start("release-build"))
+    outs = [job.communicate(timeout=120)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outs
+    waited = [out for out in outs if "another deploy of ecom-platform holds the lock" in out]
+    built = [out for out in outs if "updating: assets:precompile" in out]
+    assert len(waited) == 1 and len(built) == 1 and waited != built
+    assert "still on disk: reused" in waited[0]             # it found the other one's work, did none
+    assert len(host.releases()) == 1
+
+
+def test_a_puma_config_change_restarts_puma_once(host, shas):
+    host.deploy(shas["v1"])
+    pid = host.puma_pid()
+    host.with_sha(shas["v1"], puma_threads_max=3)
+    assert "updated; puma restarts at the next publish" in ok(host.run("puma-config"))
+    out = ok(host.run("release-publish"))
+    assert "puma's config or unit changed: restarting it" in out
+    assert host.puma_pid() not in (None, pid)
+    assert host.get("/health")[0] == 200
+    assert not Path(host.spec.restart_flag).exists()
+    again = ok(host.run("release-publish"))
+    assert "nothing switched or restarted" in again
+
+
+@pytest.fixture
+def docs_host(deploy_account, origin):
+    made = make_host(deploy_account, origin, app="ecom-docs")
+    try:
+        made.provision()
+        yield made
+    finally:
+        destroy_host(made)
+
+
+def test_the_docs_app_deploys_too(docs_host, origin):
+    shas = origin["shas"]["ecom-docs"]
+    docs_host.deploy(shas["v1"])
+    assert "version v1" in docs_host.get("/")[1]
+    build, _ = docs_host.deploy(shas["docs-change"])
+    assert "assets:precompile skipped" in ok(build)
+    assert "Delivery times" in docs_host.get("/")[1]
