@@ -11,26 +11,9 @@ import pulumi
 import pulumi_command as command
 
 from ecom_infra.settings import App, Settings
-from renderers.app_server import DEPLOY_KEY_SECRET, PUBLISH_STEP, AppServerSpec, app_server_steps
+from renderers.app_server import DEPLOY_KEY_SECRET, PUBLISH_STEP, app_server_steps, spec_from_settings
 from .host import Ec2Host, HostArgs
 from .remote_steps import run_steps
-
-
-def app_server_spec(settings: Settings, app: App, sha: str | None) -> AppServerSpec:
-    """The renderer's plain inputs for one server of `app` (all validated in settings)."""
-    pinned = app.repo.host if app.repo.port == 22 else f"[{app.repo.host}]:{app.repo.port}"
-    return AppServerSpec(
-        app=app.name, repo_url=app.repo.url, hostnames=app.hostnames, branch=app.branch, sha=sha,
-        git_host=app.repo.host, git_port=app.repo.port,
-        known_hosts=tuple(line for line in settings.git_known_hosts if line.split(" ", 1)[0] == pinned),
-        deploy_user=settings.deploy.user, deploy_group=settings.deploy.group, deploy_root=settings.deploy.root,
-        keep_releases=settings.deploy.keep_releases, health_path=app.health_check_path,
-        health_timeout=app.health_check_timeout, puma_workers=app.puma_workers,
-        puma_threads_min=1, puma_threads_max=app.puma_threads, ruby_source=settings.ruby.source,
-        bundle_local=settings.ruby.bundle_local, rails_env=settings.deploy.rails_env,
-        datadog_enabled=settings.datadog.enabled, datadog_conf_dir=settings.datadog.conf_dir,
-        deployed_by=f"pulumi-{settings.stack}",
-    )
 
 
 class AppServer(pulumi.ComponentResource):
@@ -42,7 +25,7 @@ class AppServer(pulumi.ComponentResource):
         self.server_name = name
         self.sha = sha
         self.host = Ec2Host(name, host_args, settings, ssh_private_key, pulumi.ResourceOptions(parent=self))
-        steps = app_server_steps(app_server_spec(settings, app, sha))
+        steps = app_server_steps(spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}"))
         self._publish = next((s for s in steps if s.name == PUBLISH_STEP), None)
         self._secrets = {DEPLOY_KEY_SECRET: deploy_key}
         self.commands = run_steps(name, [s for s in steps if s.name != PUBLISH_STEP], self.host.connection,

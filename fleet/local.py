@@ -194,6 +194,32 @@ def start_or_grow(raw: dict, running: fleet_spec.FleetSpec | None, work: Path) -
     return spec
 
 
+def run_as_root(spec: fleet_spec.FleetSpec, keys: Keys, host_names: list[str], script: str,
+                stdin: bytes | None = None) -> None:
+    """Run one root script on each named fleet host over SSH (pinned host key, the fleet's admin key)."""
+    from components.remote_steps import as_root  # noqa: PLC0415
+
+    with SshRunner(log=lambda line: None) as ssh:
+        for name in host_names:
+            host = spec.host(name)
+            conn = Connection.from_inputs({"host": str(host.address), "user": "admin", "privateKey": keys.admin[0],
+                                           "hostKey": host.host_public_key}, name)
+            result = ssh.run(conn, as_root(script), stdin=stdin)
+            if result.exit_code != 0:
+                tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+                raise RuntimeError(f"{name}: setup script failed (exit {result.exit_code}): {tail}")
+
+
+def give_instance_credentials(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec,
+                              result: offline_plan.PlanResult) -> None:
+    """What an instance profile gives on AWS: credentials for the AWS API (here moto's)."""
+    names = sorted(result.hosts())
+    script = render("fleet/instance-credentials.sh.j2", key_id=ENV["AWS_ACCESS_KEY_ID"],
+                    secret=ENV["AWS_SECRET_ACCESS_KEY"], region=ENV["AWS_DEFAULT_REGION"])
+    run_as_root(spec, keys, names, script)
+    say("fleet", f"instance credentials for moto on {len(names)} hosts")
+
+
 # ----------------------------------------------------------------------------- git origin and sha file
 
 
@@ -209,18 +235,10 @@ def publish_origin(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, wo
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for app in sorted(HISTORIES):
             tar.add(origin / f"{app}.git", arcname=f"{app}.git")
-    host = spec.host(fleet.git_name)
     script = render("fleet/git-origin.sh.j2", deploy_public_key=f"{keys.deploy[1]} deploy",
                     repos=sorted(f"{app}.git" for app in HISTORIES))
-    from components.remote_steps import as_root  # noqa: PLC0415
-
-    conn = Connection.from_inputs({"host": str(host.address), "user": "admin", "privateKey": keys.admin[0],
-                                   "hostKey": host.host_public_key}, "git host")
-    with SshRunner(log=lambda line: None) as ssh:
-        result = ssh.run(conn, as_root(script), stdin=buffer.getvalue())
-    if result.exit_code != 0:
-        raise RuntimeError(f"git host setup failed: {result.stderr.strip().splitlines()[-1:]}")
-    say("origin", f"{', '.join(sorted(HISTORIES))} served by {fleet.git_name} ({host.address})")
+    run_as_root(spec, keys, [fleet.git_name], script, stdin=buffer.getvalue())
+    say("origin", f"{', '.join(sorted(HISTORIES))} served by {fleet.git_name} ({spec.host(fleet.git_name).address})")
     return shas
 
 
@@ -282,6 +300,7 @@ def up(fleet: LocalFleet) -> int:
     shape = offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides)
     running = fleet_spec.load_saved(fleet.name)
     spec = start_or_grow(fleet_spec_from(fleet, shape, keys, running), running, fleet.state)
+    give_instance_credentials(fleet, keys, spec, shape)
     tags = publish_origin(fleet, keys, spec, fleet.state)
     seed_sha_file(fleet, tags)
     plan = deploy(fleet, keys)

@@ -1,0 +1,232 @@
+"""The whole platform on the local fleet, as `make up` runs it, then the life of a release.
+
+One fleet for the module (it takes about a minute to build); the tests run in file order
+and each leaves the platform serving. Everything is real: system-container hosts with
+systemd and sshd, the Rails apps under puma and nginx, HAProxy and keepalived, moto as
+the AWS API, the release verbs writing the sha file the program reads.
+"""
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet import spec as fleet_spec
+from fleet.local import FLEET_NAME
+from fleet.probe import ClientLoop, Platform
+from renderers.haproxy import render_haproxy_install
+
+from ..conftest import ROOT
+
+pytestmark = pytest.mark.fleet
+
+P = Platform()
+FLEET, STATE, EIP = P.fleet, P.state, P.fleet.eip_address
+SHOP, DOCS = "shop.ecom.test", "docs.ecom.test"
+local, get, stage, tag_sha, step_output, on_host, eip_holder = (
+    P.local, P.get, P.stage, P.tag_sha, P.step_output, P.on_host, P.eip_holder)
+
+
+def releases_on(host: str, app: str = "ecom-platform") -> tuple[list[str], str]:
+    """(release dirs on disk, the one `current` points at) on a host."""
+    names = on_host(host, f"ls /srv/www/{app}/releases").split()
+    current = on_host(host, f"readlink /srv/www/{app}/current").strip().rsplit("/", 1)[-1]
+    return names, current
+
+
+# ----------------------------------------------------------------------------- the fleet
+
+
+@pytest.fixture(scope="module", autouse=True)
+def platform():
+    if fleet_spec.load_saved(FLEET_NAME) is not None:
+        pytest.fail(f"fleet {FLEET_NAME!r} is already up on this machine: run `make down` first")
+    try:
+        up = local("up")
+        assert up.stdout.strip().splitlines()[-1] == f"endpoint: http://{EIP}/"
+        yield up
+    finally:
+        local("down", check=False)
+
+
+def test_make_up_serves_both_apps_through_the_eip(platform):
+    assert "[fleet] haproxy-a: sshd up" in platform.stdout and "[executor] ecom-platform-1 " in platform.stdout
+    status, body = get(SHOP)
+    assert status == 200 and "version v1" in body and "<h1>ecom-platform</h1>" in body
+    assert get(DOCS, "/health") == (200, "ok v1\n")
+    assert eip_holder() == "haproxy-a"
+
+
+def test_second_run_with_same_inputs_runs_nothing():
+    again = local("up")
+    assert "[executor] nothing to do: " in again.stdout
+    assert "create" not in "".join(line for line in again.stdout.splitlines() if line.startswith("[executor]"))
+
+
+def test_hosts_as_testinfra_sees_them(tmp_path):
+    testinfra = pytest.importorskip("testinfra")   # in requirements-dev: never skipped in CI
+    doc = plan()
+    keys = STATE / "keys" / "admin"
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(f"{h['privateIp']} {h['hostKey']}\n" for h in doc["hosts"].values()))
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host *\n  User admin\n  IdentityFile {keys}\n  UserKnownHostsFile {known}\n"
+                      "  StrictHostKeyChecking yes\n  BatchMode yes\n")
+    app = testinfra.get_host(f"ssh://{doc['hosts']['ecom-platform-1']['privateIp']}", ssh_config=str(config),
+                             sudo=True)
+    deploy = app.user("deploy")
+    assert deploy.exists and deploy.group == "deploy" and deploy.shell == "/bin/bash"
+    ssh_dir = app.file(f"{deploy.home}/.ssh")
+    assert ssh_dir.mode == 0o700 and ssh_dir.user == "deploy"
+    keys = app.check_output(f"find {deploy.home}/.ssh -type f -name id_deploy").split()
+    assert keys and all(app.file(k).mode == 0o600 and app.file(k).user == "deploy" for k in keys)
+    current = app.file("/srv/www/ecom-platform/current")
+    assert current.is_symlink and current.linked_to.endswith(tag_sha("ecom-platform", "v1")[:12])
+    assert app.file("/srv/www/ecom-platform/shared/tmp/sockets/puma.sock").is_socket
+    assert app.service("puma-ecom-platform").is_running and app.service("nginx").is_running
+    assert app.socket("tcp://0.0.0.0:80").is_listening
+    assert app.file("/srv/www/ecom-platform/current/REVISION").content_string.strip() == tag_sha("ecom-platform", "v1")
+    for node in ("haproxy-a", "haproxy-b"):
+        lb = testinfra.get_host(f"ssh://{doc['hosts'][node]['privateIp']}", ssh_config=str(config), sudo=True)
+        assert lb.service("haproxy").is_running and lb.service("keepalived").is_running
+        assert lb.socket("tcp://0.0.0.0:80").is_listening
+
+
+def test_code_change_rolls_out_without_bundle_or_precompile_and_no_failed_request():
+    sha = stage("ecom-platform", "code-change")
+    with ClientLoop(P, SHOP) as client:
+        local("up")
+        time.sleep(0.5)
+    assert client.failed == 0, client.errors[:5]
+    assert client.ok > 20
+    assert "version code-change" in get(SHOP)[1]
+    for server in ("ecom-platform-1", "ecom-platform-2"):
+        out = step_output(f"{server}-release-build")
+        assert sha[:12] in out
+        assert "bundle install skipped" in out and "assets:precompile skipped" in out
+    assert "[executor] ecom-docs-1 " not in local("up").stdout    # nothing else ran
+
+
+def test_asset_change_precompiles_and_serves_the_new_asset():
+    before = get(SHOP)[1]
+    stage("ecom-platform", "asset-change")
+    local("up")
+    out = step_output("ecom-platform-1-release-build")
+    assert "updating: assets:precompile\n" in out or "updating: assets:precompile" in out.replace(" skipped", "X")
+    assert "assets:precompile skipped" not in out
+    page = get(SHOP)[1]
+    href = next(part.split('"')[0] for part in page.split('href="')[1:] if part.startswith("/assets/"))
+    assert href not in before
+    status, css = get(SHOP, href)
+    assert status == 200 and css
+
+
+def test_rollback_reuses_the_release_on_disk():
+    previous = tag_sha("ecom-platform", "code-change")
+    deploy_cli("rollback", "--env", "local", "--app", "ecom-platform", "--actor", "fleet-test")
+    local("up")
+    assert "version code-change" in get(SHOP)[1]
+    out = step_output("ecom-platform-1-release-build")
+    assert "still on disk: reused, nothing fetched or built" in out and previous[:12] in out
+
+
+def test_a_release_that_does_not_boot_fails_and_the_old_one_keeps_serving():
+    stage("ecom-platform", "broken-boot")
+    failed = local("up", check=False)
+    assert failed.returncode != 0
+    assert "ecom-platform-1-release-publish" in failed.stdout + failed.stderr
+    assert "version code-change" in get(SHOP)[1]
+    stage("ecom-platform", "code-change")      # back to a good release for the tests after this one
+    local("up")
+    assert "version code-change" in get(SHOP)[1]
+
+
+def test_a_deploy_killed_during_precompile_leaves_the_old_release_serving_and_the_next_run_converges():
+    stage("ecom-platform", "r1")          # r1 carries the asset change: it must precompile
+    kill = ("for _ in $(seq 1200); do pid=$(pgrep -f 'assets:precompile' | head -n1); "
+            "if [ -n \"$pid\" ]; then pkill -KILL -s \"$(ps -o sid= -p \"$pid\" | tr -d ' ')\"; exit 0; fi; "
+            "sleep 0.05; done; exit 1")
+    killed: list[str] = []
+    killer = threading.Thread(target=lambda: killed.append(on_host("ecom-platform-1", kill)), daemon=True)
+    killer.start()
+    failed = local("up", check=False)
+    killer.join(timeout=120)
+    assert killed == [""], "the precompile was never seen running"
+    assert failed.returncode != 0 and "ecom-platform-1-release-build" in failed.stdout + failed.stderr
+    assert "version code-change" in get(SHOP)[1]
+    names, current = releases_on("ecom-platform-1")
+    assert current.endswith(tag_sha("ecom-platform", "code-change")[:12])
+    local("up")
+    assert "version r1" in get(SHOP)[1]
+    out = step_output("ecom-platform-1-release-build")
+    assert "removed unfinished release" in out
+
+
+def test_six_more_releases_keep_exactly_five_live_ones():
+    for tag in ("r2", "r3", "r4", "r5", "r6"):
+        stage("ecom-platform", tag)
+        local("up")
+        assert f"version {tag}" in get(SHOP)[1]
+    for host in ("ecom-platform-1", "ecom-platform-2"):
+        names, current = releases_on(host)
+        assert len(names) == 5, names
+        assert current in names and current.endswith(tag_sha("ecom-platform", "r6")[:12])
+        assert [n.rsplit("-", 1)[1] for n in sorted(names)] == [tag_sha("ecom-platform", t)[:12]
+                                                                for t in ("r2", "r3", "r4", "r5", "r6")]
+
+
+def test_a_config_haproxy_rejects_never_replaces_the_running_one():
+    live = on_host("haproxy-a", "cat /etc/haproxy/haproxy.cfg")
+    broken = live + "\nbackend broken\n    server nowhere 10.213.0.99:80 check frobnicate\n"
+    script = render_haproxy_install(broken)
+    with pytest.raises(RuntimeError, match="frobnicate|unknown keyword"):
+        on_host("haproxy-a", script)
+    assert on_host("haproxy-a", "cat /etc/haproxy/haproxy.cfg") == live
+    assert get(SHOP)[0] == 200
+
+
+def test_a_third_server_joins_both_haproxy_backends_and_gets_traffic():
+    apps = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"]["ecom-infra:apps"]
+    apps[0]["servers"] = 3
+    grown = local("up", "--set", f"ecom-infra:apps={json.dumps(apps)}")
+    assert "adding host ecom-platform-3" in grown.stdout
+    assert get(SHOP)[0] == 200
+    for _ in range(30):
+        get(SHOP, "/health")
+    for node in ("haproxy-a", "haproxy-b"):
+        stats = on_host(node, "echo 'show stat' | socat stdio /run/haproxy/admin.sock")
+        row = next(line.split(",") for line in stats.splitlines() if line.startswith("ecom-platform,ecom-platform-3,"))
+        assert row[17] == "UP", row
+    served = on_host("haproxy-a", "echo 'show stat' | socat stdio /run/haproxy/admin.sock")
+    row = next(line.split(",") for line in served.splitlines() if line.startswith("ecom-platform,ecom-platform-3,"))
+    assert int(row[7]) > 0          # stot: it has served sessions
+
+
+def test_failover_moves_the_eip_and_the_master_coming_back_does_not_take_it():
+    assert eip_holder() == "haproxy-a"
+    started = time.monotonic()
+    on_host("haproxy-a", "systemctl stop haproxy")
+    while eip_holder() != "haproxy-b":
+        assert time.monotonic() - started < 20, "the EIP did not move to haproxy-b"
+        time.sleep(0.1)
+    while get(SHOP, "/health", timeout=1)[0] != 200:
+        assert time.monotonic() - started < 25
+        time.sleep(0.1)
+    on_host("haproxy-a", "systemctl start haproxy")
+    time.sleep(6)
+    assert eip_holder() == "haproxy-b"          # nopreempt: no flap back
+    assert get(SHOP)[0] == 200
+
+
+def test_down_leaves_nothing_behind():
+    local("down")
+    assert not [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+                if ns.startswith(f"{FLEET_NAME}-")]
+    assert f"/var/lib/ecom-fleet/{FLEET_NAME}" not in Path("/proc/self/mountinfo").read_text()
+    assert subprocess.run(["ip", "link", "show", FLEET.bridge["name"]], capture_output=True).returncode != 0
+    assert not STATE.exists() and fleet_spec.load_saved(FLEET_NAME) is None
+    assert FLEET_NAME.upper() not in subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
