@@ -7,6 +7,7 @@ the AWS API, the release verbs writing the sha file the program reads.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
