@@ -12,9 +12,7 @@ import re
 import sys
 import time
 
-from fleet import spec as fleet_spec
-from fleet.local import FLEET_NAME
-from fleet.probe import Platform
+from fleet.probe import Platform, fresh_platform
 
 STEP = re.compile(r"^\[executor\] (\S+) (\S+): (create|update|replace|delete) ok \(([0-9.]+) s\)$")
 DONE = re.compile(r"^\[executor\] done in ([0-9.]+) s")
@@ -34,19 +32,13 @@ def measure(platform: Platform, label: str) -> dict:
 
 
 def main() -> int:
-    if fleet_spec.load_saved(FLEET_NAME) is not None:
-        print(f"fleet {FLEET_NAME} is up: run `make down` first", file=sys.stderr)
-        return 2
-    platform = Platform()
-    try:
+    with fresh_platform() as platform:
         rows = [measure(platform, "first deploy (fleet start included)")]
         platform.stage("ecom-platform", "code-change")
         rows.append(measure(platform, "code-only change"))
         platform.stage("ecom-platform", "asset-change")
         rows.append(measure(platform, "asset change"))
         rows.append(measure(platform, "no-op"))
-    finally:
-        platform.local("down", check=False)
     keys = list(rows[0])
     print(" | ".join(keys))
     for row in rows:

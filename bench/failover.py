@@ -13,9 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from fleet import spec as fleet_spec
-from fleet.local import FLEET_NAME
-from fleet.probe import ClientLoop, Platform
+from fleet.probe import ClientLoop, Platform, fresh_platform
 
 SHOP = "shop.ecom.test"
 
@@ -52,16 +50,10 @@ def rolling(platform: Platform) -> None:
 
 
 def main() -> int:
-    if fleet_spec.load_saved(FLEET_NAME) is not None:
-        print(f"fleet {FLEET_NAME} is up: run `make down` first", file=sys.stderr)
-        return 2
-    platform = Platform()
-    try:
+    with fresh_platform() as platform:
         platform.local("up")
         rolling(platform)
         failover(platform)
-    finally:
-        platform.local("down", check=False)
     return 0
 
 

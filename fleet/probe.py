@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+from contextlib import contextmanager
+from collections.abc import Iterator
 import sys
 import threading
 import time
@@ -17,7 +19,8 @@ import boto3
 from components.remote_steps import as_root
 from ecom_infra.stacks import PROJECT_DIR
 
-from .local import ENV, LocalFleet
+from . import spec as fleet_spec
+from .local import ENV, FLEET_NAME, LocalFleet
 from .ssh import Connection, SshRunner
 
 
@@ -126,3 +129,15 @@ class ClientLoop:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+@contextmanager
+def fresh_platform() -> Iterator[Platform]:
+    """A platform started for the caller (a benchmark) and taken down after, never someone else's."""
+    if fleet_spec.load_saved(FLEET_NAME) is not None:
+        raise SystemExit(f"fleet {FLEET_NAME} is up: run `make down` first")
+    platform = Platform()
+    try:
+        yield platform
+    finally:
+        platform.local("down", check=False)

@@ -5,23 +5,12 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.support.keys import new_ssh_key  # noqa: F401 - re-exported for the executor tests
 
 PROJECT = "ecom-infra"
 STACK = "local"
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
-
-
-def new_ssh_key() -> tuple[str, str]:
-    """A fresh ed25519 key: (OpenSSH private key text, "ssh-ed25519 AAAA..." public line)."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    return private, public
 
 
 def urn(name: str, type_: str = COMMAND) -> str:

@@ -17,27 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `fleet` is not an installed package: import it from the repository
     sys.path.insert(0, str(ROOT))
 
 from fleet import network  # noqa: E402
+from tests.support.keys import new_ssh_key as keypair  # noqa: E402
 
 FLEET_NAME = "ecomtest"
 HOST_NAMES = ("ecom-platform-1", "ecom-lb-1")
-
-
-def keypair() -> tuple[str, str]:
-    """(OpenSSH private key text, "ssh-ed25519 AAAA...") for a fresh ed25519 key."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    return private, public
 
 
 def free_cidr(skip: tuple[ipaddress.IPv4Network, ...] = ()) -> ipaddress.IPv4Network:
