@@ -7,7 +7,7 @@ STACK ?= staging
 # Host programs the tests and the local fleet run for real.
 APT_PACKAGES := shellcheck haproxy keepalived nginx-light openssh-server openssh-client iproute2 iptables \
 	git curl sudo socat ruby ruby-rails puma ruby-sprockets-rails bundler python3-boto3 systemd \
-	util-linux procps
+	util-linux procps openssl
 
 .PHONY: setup setup-system setup-python up down test test-fast plan bench clean
 

@@ -70,7 +70,7 @@ def test_second_run_with_same_inputs_runs_nothing():
 
 def test_hosts_as_testinfra_sees_them(tmp_path):
     testinfra = pytest.importorskip("testinfra")   # in requirements-dev: never skipped in CI
-    doc = plan()
+    doc = P.plan()
     keys = STATE / "keys" / "admin"
     known = tmp_path / "known_hosts"
     known.write_text("".join(f"{h['privateIp']} {h['hostKey']}\n" for h in doc["hosts"].values()))
@@ -128,7 +128,7 @@ def test_asset_change_precompiles_and_serves_the_new_asset():
 
 def test_rollback_reuses_the_release_on_disk():
     previous = tag_sha("ecom-platform", "code-change")
-    deploy_cli("rollback", "--env", "local", "--app", "ecom-platform", "--actor", "fleet-test")
+    P.deploy_cli("rollback", "--env", "local", "--app", "ecom-platform", "--actor", "fleet-test")
     local("up")
     assert "version code-change" in get(SHOP)[1]
     out = step_output("ecom-platform-1-release-build")
@@ -146,13 +146,35 @@ def test_a_release_that_does_not_boot_fails_and_the_old_one_keeps_serving():
     assert "version code-change" in get(SHOP)[1]
 
 
+# On an app server: wait for the rake process of a precompile (not sudo or a shell whose text mentions
+# it; `[:]` keeps this script from matching itself), then SIGKILL it, its session and every ancestor up
+# to sshd: the deploy dies at once, as on a crash or a lost connection, with no chance to clean up.
+KILL_DEPLOY_IN_PRECOMPILE = r"""
+for _ in $(seq 1200); do
+  for pid in $(pgrep -f 'rake assets[:]precompile'); do
+    case "$(cat /proc/$pid/comm)" in ruby*|rake) ;; *) continue ;; esac
+    victims=$pid
+    parent=$pid
+    while parent=$(ps -o ppid= -p "$parent" | tr -d ' '); [ -n "$parent" ] && [ "$parent" -gt 1 ]; do
+      case "$(cat "/proc/$parent/comm")" in sshd*) break ;; esac
+      victims="$victims $parent"
+    done
+    session=$(ps -o sid= -p "$pid" | tr -d ' ')
+    kill -KILL $victims
+    pkill -KILL -s "$session" || true
+    exit 0
+  done
+  sleep 0.05
+done
+exit 1
+"""
+
+
 def test_a_deploy_killed_during_precompile_leaves_the_old_release_serving_and_the_next_run_converges():
     stage("ecom-platform", "r1")          # r1 carries the asset change: it must precompile
-    kill = ("for _ in $(seq 1200); do pid=$(pgrep -f 'assets:precompile' | head -n1); "
-            "if [ -n \"$pid\" ]; then pkill -KILL -s \"$(ps -o sid= -p \"$pid\" | tr -d ' ')\"; exit 0; fi; "
-            "sleep 0.05; done; exit 1")
     killed: list[str] = []
-    killer = threading.Thread(target=lambda: killed.append(on_host("ecom-platform-1", kill)), daemon=True)
+    killer = threading.Thread(target=lambda: killed.append(on_host("ecom-platform-1", KILL_DEPLOY_IN_PRECOMPILE)),
+                              daemon=True)
     killer.start()
     failed = local("up", check=False)
     killer.join(timeout=120)
@@ -161,6 +183,7 @@ def test_a_deploy_killed_during_precompile_leaves_the_old_release_serving_and_th
     assert "version code-change" in get(SHOP)[1]
     names, current = releases_on("ecom-platform-1")
     assert current.endswith(tag_sha("ecom-platform", "code-change")[:12])
+    assert any(n.endswith(tag_sha("ecom-platform", "r1")[:12]) for n in names)   # left half-made by the kill
     local("up")
     assert "version r1" in get(SHOP)[1]
     out = step_output("ecom-platform-1-release-build")
