@@ -326,28 +326,25 @@ def ruby_step(spec: AppServerSpec) -> Step:
     return Step(name="ruby", create=_script("ruby.sh.j2", spec, packages=packages))
 
 
+def _file_step(name: str, template: str, spec: AppServerSpec, text: str) -> Step:
+    """A step that installs one rendered file; re-run exactly when the file's text changes."""
+    return Step(name=name, create=_script(template, spec, content=_file_block(text)), triggers=(content_hash(text),))
+
+
 def puma_config_step(spec: AppServerSpec) -> Step:
-    text = render_puma_config(spec)
-    return Step(name="puma-config", create=_script("puma_config.sh.j2", spec, content=_file_block(text)),
-                triggers=(content_hash(text),))
+    return _file_step("puma-config", "puma_config.sh.j2", spec, render_puma_config(spec))
 
 
 def puma_unit_step(spec: AppServerSpec) -> Step:
-    text = render_puma_unit(spec)
-    return Step(name="puma-unit", create=_script("puma_unit.sh.j2", spec, content=_file_block(text)),
-                triggers=(content_hash(text),))
+    return _file_step("puma-unit", "puma_unit.sh.j2", spec, render_puma_unit(spec))
 
 
 def nginx_site_step(spec: AppServerSpec) -> Step:
-    text = render_nginx_site(spec)
-    return Step(name="nginx-site", create=_script("nginx_site.sh.j2", spec, content=_file_block(text)),
-                triggers=(content_hash(text),))
+    return _file_step("nginx-site", "nginx_site.sh.j2", spec, render_nginx_site(spec))
 
 
 def datadog_step(spec: AppServerSpec) -> Step:
-    text = render_datadog_conf(spec)
-    return Step(name="datadog", create=_script("datadog.sh.j2", spec, content=_file_block(text)),
-                triggers=(content_hash(text),))
+    return _file_step("datadog", "datadog.sh.j2", spec, render_datadog_conf(spec))
 
 
 def release_build_step(spec: AppServerSpec) -> Step:
