@@ -32,6 +32,13 @@ local, get, stage, tag_sha, step_output, on_host, eip_holder = (
     P.local, P.get, P.stage, P.tag_sha, P.step_output, P.on_host, P.eip_holder)
 
 
+def answers(host: str) -> bool:
+    try:
+        return get(host, "/health", timeout=1)[0] == 200
+    except OSError:
+        return False
+
+
 def releases_on(host: str, app: str = "ecom-platform") -> tuple[list[str], str]:
     """(release dirs on disk, the one `current` points at) on a host."""
     names = on_host(host, f"ls /srv/www/{app}/releases").split()
@@ -90,7 +97,17 @@ def test_hosts_as_testinfra_sees_them(tmp_path):
     assert app.file("/srv/www/ecom-platform/shared/tmp/sockets/puma.sock").is_socket
     assert app.service("puma-ecom-platform").is_running and app.service("nginx").is_running
     assert app.socket("tcp://0.0.0.0:80").is_listening
-    assert app.file("/srv/www/ecom-platform/current/REVISION").content_string.strip() == tag_sha("ecom-platform", "v1")
+    v1 = tag_sha("ecom-platform", "v1")
+    assert app.file("/srv/www/ecom-platform/current/REVISION").content_string.strip() == v1
+    for shared in ("assets", "bundle", "log", "tmp/pids", "tmp/sockets", "config"):
+        assert app.file(f"/srv/www/ecom-platform/shared/{shared}").is_directory, shared
+    assert app.file("/srv/www/ecom-platform/current/public/assets").linked_to == "/srv/www/ecom-platform/shared/assets"
+    log = app.file("/srv/www/ecom-platform/revisions.log").content_string
+    assert v1 in log and "main" in log and "pulumi-local" in log
+    datadog = yaml.safe_load(app.file("/etc/datadog-agent/conf.d/process.d/conf.yaml").content_string)
+    assert {i["name"]: i["pid_file"] for i in datadog["instances"]} == {
+        "puma-ecom-platform": "/srv/www/ecom-platform/shared/tmp/pids/puma.pid", "nginx": "/run/nginx.pid"}
+    assert app.check_output("ps -o user= -p $(cat /srv/www/ecom-platform/shared/tmp/pids/puma.pid)") == "deploy"
     for node in ("haproxy-a", "haproxy-b"):
         lb = testinfra.get_host(f"ssh://{doc['hosts'][node]['privateIp']}", ssh_config=str(config), sudo=True)
         assert lb.service("haproxy").is_running and lb.service("keepalived").is_running
@@ -140,6 +157,9 @@ def test_a_release_that_does_not_boot_fails_and_the_old_one_keeps_serving():
     failed = local("up", check=False)
     assert failed.returncode != 0
     assert "ecom-platform-1-release-publish" in failed.stdout + failed.stderr
+    said = failed.stdout + failed.stderr
+    assert "failed; current is " in said                        # switched back to the previous live release
+    assert "--- journal of puma-ecom-platform.service" in said   # with the tail of the app's log
     assert "version code-change" in get(SHOP)[1]
     stage("ecom-platform", "code-change")      # back to a good release for the tests after this one
     local("up")
@@ -237,8 +257,8 @@ def test_failover_moves_the_eip_and_the_master_coming_back_does_not_take_it():
     while eip_holder() != "haproxy-b":
         assert time.monotonic() - started < 20, "the EIP did not move to haproxy-b"
         time.sleep(0.1)
-    while get(SHOP, "/health", timeout=1)[0] != 200:
-        assert time.monotonic() - started < 25
+    while not answers(SHOP):     # the EIP's NAT follows moto within 200 ms: refused until then
+        assert time.monotonic() - started < 25, "no answer through the EIP after the failover"
         time.sleep(0.1)
     on_host("haproxy-a", "systemctl start haproxy")
     time.sleep(6)
