@@ -14,7 +14,8 @@ import time
 
 from fleet.probe import Platform, fresh_platform
 
-STEP = re.compile(r"^\[executor\] (\S+) (\S+): (create|update|replace|delete) ok \(([0-9.]+) s\)$")
+# create/update/replace only: a replacement's old resource is deleted afterwards under the same name.
+STEP = re.compile(r"^\[executor\] (\S+) (\S+): (create|update|replace) ok \(([0-9.]+) s\)$")
 DONE = re.compile(r"^\[executor\] done in ([0-9.]+) s")
 
 
