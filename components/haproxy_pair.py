@@ -8,6 +8,7 @@ intended master. keepalived moves the association later; Pulumi ignores that dri
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pulumi
@@ -103,7 +104,7 @@ class HaproxyPair(pulumi.ComponentResource):
         for app in self.settings.apps:
             after: list[pulumi.Resource] = [commands[-1] for commands in self.node_commands]
             for server in [s for s in self.app_servers if s.app.name == app.name]:
-                if server.restart_triggers == ():
+                if not server.restart_triggers:      # no release on this server: nothing to restart
                     continue
                 triggers = pulumi.Output.all(server.host.instance_id, *server.restart_triggers).apply(tuple)
                 drains = self._on_both(drain_step(app.name, server.server_name), triggers,
@@ -115,7 +116,7 @@ class HaproxyPair(pulumi.ComponentResource):
         """Run `step` on node a, then node b (so the two are never changed at the same moment)."""
         created = []
         for node in self.nodes:
-            rendered = triggers.apply(lambda t, s=step: [Step(**{**s.__dict__, "triggers": tuple(t)})])
+            rendered = triggers.apply(lambda t, s=step: [dataclasses.replace(s, triggers=tuple(t))])
             [cmd] = run_steps(node.host_name, [step], node.connection, node.instance_id, parent=self,
                               depends_on=depends_on, rendered=rendered)
             created.append(cmd)
