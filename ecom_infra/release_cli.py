@@ -21,13 +21,13 @@ import yaml
 
 from . import release, stacks
 from .errors import ConfigError
+from .settings import BUCKET_RE, HTTP_URL_RE
 from .shafile import EXAMPLE_SHA, check_sha
 
 ENV_BUCKET = "ECOM_SHA_BUCKET"
 ENV_PROJECT_DIR = "ECOM_PROJECT_DIR"
 ENV_ENDPOINT = "AWS_ENDPOINT_URL"
 
-BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # GitHub logins, bot names like `dependabot[bot]`, e-mail-like CI users; ASCII only,
 # because S3 metadata travels in HTTP headers.
 ACTOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\[\]-]{0,99}$")
@@ -147,13 +147,13 @@ def all_apps(where: Path) -> list[str]:
 def context(args: argparse.Namespace) -> Context:
     where = project_dir(args)
     bucket = args.bucket or os.environ.get(ENV_BUCKET) or release.DEFAULT_BUCKET
-    if not BUCKET_RE.match(bucket) or ".." in bucket:
+    if not BUCKET_RE.fullmatch(bucket):
         raise ConfigError("--bucket", f"{bucket!r} is not a valid S3 bucket name", release.DEFAULT_BUCKET)
     key = args.key
     if not key or key.startswith("/") or len(key.encode()) > 1024:
         raise ConfigError("--key", f"{key!r} is not a valid object key", release.DEFAULT_KEY)
     endpoint = args.endpoint_url or os.environ.get(ENV_ENDPOINT) or None
-    if endpoint and not re.match(r"^https?://[^\s/]+", endpoint):
+    if endpoint and not HTTP_URL_RE.fullmatch(endpoint):
         raise ConfigError("--endpoint-url", f"{endpoint!r} must be an http:// or https:// URL",
                           "http://127.0.0.1:5000")
     apps = all_apps(where)
@@ -171,7 +171,7 @@ def resolve_actor(explicit: str | None, environ: dict[str, str] | None = None) -
     person running the command did not type them.
     """
     if explicit is not None:
-        if not ACTOR_RE.match(explicit):
+        if not ACTOR_RE.fullmatch(explicit):
             raise ConfigError("--actor", f"{explicit!r} must be 1-100 ASCII letters, digits or ._@+-[]",
                               "octocat")
         return explicit
@@ -189,7 +189,7 @@ def resolve_actor(explicit: str | None, environ: dict[str, str] | None = None) -
 
 def _header_safe(value: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9._@+\[\]-]+", "-", value.strip()).strip("-")[:100]
-    return cleaned if cleaned and ACTOR_RE.match(cleaned) else "unknown"
+    return cleaned if cleaned and ACTOR_RE.fullmatch(cleaned) else "unknown"
 
 
 def redact(url: str) -> str:

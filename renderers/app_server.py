@@ -197,30 +197,30 @@ def _check(ok: bool, key: str, problem: str, example: str | None = None) -> None
 
 def _validate(s: AppServerSpec) -> None:
     """Refuse values that could not be rendered safely; settings gives friendlier errors first."""
-    _check(bool(_NAME_RE.match(s.app)), "app", f"must be a lowercase app name, got {s.app!r}", "ecom-platform")
-    _check(bool(_REPO_URL_RE.match(s.repo_url)), "repo_url",
+    _check(bool(_NAME_RE.fullmatch(s.app)), "app", f"must be a lowercase app name, got {s.app!r}", "ecom-platform")
+    _check(bool(_REPO_URL_RE.fullmatch(s.repo_url)), "repo_url",
            f"must be a git SSH URL, a file:// URL or an absolute path, got {s.repo_url!r}",
            "git@github.com:emami/ecom-platform.git")
-    _check(bool(s.hostnames) and all(_HOST_RE.match(h) for h in s.hostnames), "hostnames",
+    _check(bool(s.hostnames) and all(_HOST_RE.fullmatch(h) for h in s.hostnames), "hostnames",
            f"must be one or more DNS names, got {s.hostnames!r}", "('shop.example.com',)")
-    _check(bool(_BRANCH_RE.match(s.branch)) and ".." not in s.branch, "branch",
+    _check(bool(_BRANCH_RE.fullmatch(s.branch)) and ".." not in s.branch, "branch",
            f"must be a git branch name, got {s.branch!r}", "master")
-    _check(s.sha is None or bool(_SHA_RE.match(s.sha)), "sha",
+    _check(s.sha is None or bool(_SHA_RE.fullmatch(s.sha)), "sha",
            f"must be a 40-character lowercase hex commit sha or None, got {s.sha!r}")
-    _check(s.git_host is None or bool(_HOST_RE.match(s.git_host)), "git_host",
+    _check(s.git_host is None or bool(_HOST_RE.fullmatch(s.git_host)), "git_host",
            f"must be a host name, got {s.git_host!r}", "github.com")
     _check(s.git_host is None or bool(s.known_hosts), "known_hosts",
            "must pin at least one host key when git goes over SSH (no trust on first use)")
-    _check(all(_KNOWN_HOST_RE.match(line) for line in s.known_hosts), "known_hosts",
+    _check(all(_KNOWN_HOST_RE.fullmatch(line) for line in s.known_hosts), "known_hosts",
            "must be known_hosts lines 'host keytype base64key'")
     for key in ("deploy_user", "deploy_group", "nginx_user"):
-        _check(bool(_UNIX_NAME_RE.match(getattr(s, key))), key, f"must be a unix name, got {getattr(s, key)!r}")
+        _check(bool(_UNIX_NAME_RE.fullmatch(getattr(s, key))), key, f"must be a unix name, got {getattr(s, key)!r}")
     _check(s.deploy_user != "root", "deploy_user", "must not be root: the app runs unprivileged", "deploy")
     for key in ("deploy_root", "datadog_conf_dir", "nginx_dir", "nginx_conf", "nginx_pid_file", "systemd_dir"):
         value = getattr(s, key)
-        _check(bool(_PATH_RE.match(value)) and "/../" not in f"{value}/" and "/./" not in f"{value}/", key,
+        _check(bool(_PATH_RE.fullmatch(value)) and "/../" not in f"{value}/" and "/./" not in f"{value}/", key,
                f"must be an absolute path without '.' or '..' parts, got {value!r}")
-    _check(bool(_URL_PATH_RE.match(s.health_path)), "health_path", f"must be a URL path, got {s.health_path!r}",
+    _check(bool(_URL_PATH_RE.fullmatch(s.health_path)), "health_path", f"must be a URL path, got {s.health_path!r}",
            "/health")
     for key, low, high in (("keep_releases", 2, 100), ("health_timeout", 1, 3600), ("puma_workers", 0, 64),
                            ("puma_threads_min", 0, 256), ("puma_threads_max", 1, 256), ("git_port", 1, 65535),
@@ -233,13 +233,13 @@ def _validate(s: AppServerSpec) -> None:
     _check(s.ruby_source == "distro", "ruby_source", f"must be 'distro', got {s.ruby_source!r}", "distro")
     _check(s.service_manager in SERVICE_MANAGERS, "service_manager",
            f"must be one of {', '.join(SERVICE_MANAGERS)}, got {s.service_manager!r}")
-    _check(bool(_UNIX_NAME_RE.match(s.rails_env)), "rails_env", f"must be a Rails environment, got {s.rails_env!r}",
+    _check(bool(_UNIX_NAME_RE.fullmatch(s.rails_env)), "rails_env", f"must be a Rails environment, got {s.rails_env!r}",
            "production")
-    _check(s.http_bind is None or bool(re.match(r"^[0-9.]+$|^\[[0-9a-f:]+\]$", s.http_bind)), "http_bind",
+    _check(s.http_bind is None or bool(re.fullmatch(r"^[0-9.]+$|^\[[0-9a-f:]+\]$", s.http_bind)), "http_bind",
            f"must be an IP address, got {s.http_bind!r}", "127.0.0.1")
-    _check(bool(_WHO_RE.match(s.deployed_by)), "deployed_by", f"must be a short name, got {s.deployed_by!r}")
-    _check(all(_PACKAGE_RE.match(p) for p in s.gem_packages), "gem_packages", "must be Debian package names")
-    _check(all(_PACKAGE_RE.match(p) and _UNIX_NAME_RE.match(c) for p, c in s.packages), "packages",
+    _check(bool(_WHO_RE.fullmatch(s.deployed_by)), "deployed_by", f"must be a short name, got {s.deployed_by!r}")
+    _check(all(_PACKAGE_RE.fullmatch(p) for p in s.gem_packages), "gem_packages", "must be Debian package names")
+    _check(all(_PACKAGE_RE.fullmatch(p) and _UNIX_NAME_RE.fullmatch(c) for p, c in s.packages), "packages",
            "must be (Debian package, command) pairs")
 
 

@@ -73,7 +73,7 @@ def _check_count(value: int, key: str, low: int, high: int) -> None:
 
 
 def _check_path(value: str, key: str) -> None:
-    _check(isinstance(value, str) and bool(_PATH.match(value)), key,
+    _check(isinstance(value, str) and bool(_PATH.fullmatch(value)), key,
            f"{value!r} must be an absolute path of letters, digits, '.', '_', '-', '/'")
 
 
@@ -87,7 +87,7 @@ class BackendServer:
     port: int = 80
 
     def validate(self, key: str) -> None:
-        _check(isinstance(self.name, str) and bool(_SERVER.match(self.name)), f"{key}.name",
+        _check(isinstance(self.name, str) and bool(_SERVER.fullmatch(self.name)), f"{key}.name",
                f"{self.name!r} must be letters, digits, '.', '_', '-' (at most 63)", "app-1")
         _check_ipv4(self.address, f"{key}.address")
         _check_count(self.port, f"{key}.port", 1, 65535)
@@ -108,16 +108,16 @@ class Backend:
 
     def validate(self) -> None:
         key = f"backends[{self.app}]"
-        _check(isinstance(self.app, str) and bool(_APP.match(self.app)), "backends[].app",
+        _check(isinstance(self.app, str) and bool(_APP.fullmatch(self.app)), "backends[].app",
                f"{self.app!r} must be lowercase letters, digits and '-'", "ecom-platform")
         _check(len(self.hostnames) > 0, f"{key}.hostnames", "needs at least one hostname",
                "shop.example.com")
         for i, host in enumerate(self.hostnames):
-            _check(isinstance(host, str) and bool(_HOSTNAME.match(host)), f"{key}.hostnames[{i}]",
+            _check(isinstance(host, str) and bool(_HOSTNAME.fullmatch(host)), f"{key}.hostnames[{i}]",
                    f"{host!r} is not a lowercase DNS name", "shop.example.com")
         _check(len(set(self.hostnames)) == len(self.hostnames), f"{key}.hostnames",
                "lists a hostname twice")
-        _check(isinstance(self.health_path, str) and bool(_HEALTH_PATH.match(self.health_path)),
+        _check(isinstance(self.health_path, str) and bool(_HEALTH_PATH.fullmatch(self.health_path)),
                f"{key}.health_path", f"{self.health_path!r} must start with '/' and hold no "
                "spaces or '#'", "/up")
         _check(len(self.servers) > 0, f"{key}.servers", "needs at least one app server")
@@ -183,7 +183,7 @@ class HaproxyLayout:
             _check_path(self.chroot, "haproxy_layout.chroot")
         for name in ("http_bind", "https_bind"):
             value = getattr(self, name)
-            _check(bool(_BIND.match(value)), f"haproxy_layout.{name}",
+            _check(bool(_BIND.fullmatch(value)), f"haproxy_layout.{name}",
                    f"{value!r} must be [IPv4]:port", ":80")
 
 
@@ -232,28 +232,28 @@ class HaproxyNodeSpec:
 
     def validate(self) -> None:
         key = f"haproxy_nodes[{self.name}]"
-        _check(isinstance(self.name, str) and bool(_APP.match(self.name)), "haproxy_nodes[].name",
+        _check(isinstance(self.name, str) and bool(_APP.fullmatch(self.name)), "haproxy_nodes[].name",
                f"{self.name!r} must be lowercase letters, digits and '-'", "haproxy-a")
         _check_ipv4(self.private_ip, f"{key}.private_ip")
         _check_ipv4(self.peer_private_ip, f"{key}.peer_private_ip")
         _check(self.private_ip != self.peer_private_ip, f"{key}.peer_private_ip",
                "must differ from private_ip (it is the other node)")
-        _check(isinstance(self.instance_id, str) and bool(_INSTANCE_ID.match(self.instance_id)),
+        _check(isinstance(self.instance_id, str) and bool(_INSTANCE_ID.fullmatch(self.instance_id)),
                f"{key}.instance_id", f"{self.instance_id!r} is not an EC2 instance id",
                "i-0123456789abcdef0")
         _check_count(self.vrrp_router_id, f"{key}.vrrp_router_id", 1, 255)
         _check(isinstance(self.eip_allocation_id, str)
-               and bool(_ALLOCATION_ID.match(self.eip_allocation_id)),
+               and bool(_ALLOCATION_ID.fullmatch(self.eip_allocation_id)),
                f"{key}.eip_allocation_id", f"{self.eip_allocation_id!r} is not an allocation id",
                "eipalloc-0123456789abcdef0")
-        _check(isinstance(self.region, str) and bool(_REGION.match(self.region)), f"{key}.region",
+        _check(isinstance(self.region, str) and bool(_REGION.fullmatch(self.region)), f"{key}.region",
                f"{self.region!r} is not an AWS region", "us-east-1")
         if self.aws_endpoint_url is not None:
-            _check(bool(_ENDPOINT.match(self.aws_endpoint_url)), f"{key}.aws_endpoint_url",
+            _check(bool(_ENDPOINT.fullmatch(self.aws_endpoint_url)), f"{key}.aws_endpoint_url",
                    f"{self.aws_endpoint_url!r} must be http(s)://host[:port]",
                    "http://10.213.77.1:5000")
         if self.vrrp_interface is not None:
-            _check(bool(_INTERFACE.match(self.vrrp_interface)), f"{key}.vrrp_interface",
+            _check(bool(_INTERFACE.fullmatch(self.vrrp_interface)), f"{key}.vrrp_interface",
                    f"{self.vrrp_interface!r} is not an interface name", "ens5")
         _check_count(self.check_interval_s, f"{key}.check_interval_s", 1, 60)
         _check_count(self.check_fall, f"{key}.check_fall", 1, 20)
@@ -431,9 +431,9 @@ def haproxy_node_steps(node: HaproxyNodeSpec, backends: tuple[Backend, ...] | li
 def _names(backend: Backend | str, server: BackendServer | str) -> tuple[str, str]:
     app = backend.app if isinstance(backend, Backend) else backend
     name = server.name if isinstance(server, BackendServer) else server
-    _check(isinstance(app, str) and bool(_APP.match(app)), "backend",
+    _check(isinstance(app, str) and bool(_APP.fullmatch(app)), "backend",
            f"{app!r} must be lowercase letters, digits and '-'", "ecom-platform")
-    _check(isinstance(name, str) and bool(_SERVER.match(name)), "server",
+    _check(isinstance(name, str) and bool(_SERVER.fullmatch(name)), "server",
            f"{name!r} must be letters, digits, '.', '_', '-'", "app-1")
     return app, name
 

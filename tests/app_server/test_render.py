@@ -284,3 +284,18 @@ def test_spec_from_the_stack_settings():
     assert (spec.deploy_user, spec.deploy_root, spec.keep_releases) == (settings.deploy.user, settings.deploy.root,
                                                                         settings.deploy.keep_releases)
     assert names(spec)[-1] == PUBLISH_STEP
+
+
+@pytest.mark.parametrize("field,value", [("branch", "master\n"), ("app", "ecom-platform\n"),
+                                         ("health_path", "/health\n"), ("deploy_user", "deploy\n")])
+def test_a_trailing_newline_is_refused(field, value):
+    """`$` matches before a final newline: every pattern must match the whole value."""
+    from ecom_infra.errors import ConfigError  # noqa: PLC0415
+    from renderers.app_server import AppServerSpec  # noqa: PLC0415
+
+    values = {"app": "ecom-platform", "repo_url": "git@github.com:emami/ecom-platform.git",
+              "hostnames": ("shop.example.com",), "git_host": "github.com",
+              "known_hosts": ("github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq",)}
+    values[field] = value
+    with pytest.raises(ConfigError, match=f"app_server.{field}"):
+        AppServerSpec(**values)

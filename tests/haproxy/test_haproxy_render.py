@@ -249,3 +249,13 @@ def test_drain_of_a_bad_server_name_is_refused():
     with pytest.raises(ConfigError) as caught:
         drain_step(PLATFORM, "app-1; rm -rf /")
     assert caught.value.key == "server"
+
+
+def test_a_trailing_newline_in_a_hostname_is_refused():
+    """`$` matches before a final newline: every pattern must match the whole value."""
+    from ecom_infra.errors import ConfigError  # noqa: PLC0415
+    from renderers.haproxy import Backend, BackendServer  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="hostnames"):
+        Backend(app="ecom-platform", hostnames=("shop.example.com\n",), health_path="/health",
+                servers=(BackendServer(name="ecom-platform-1", address="10.0.1.20"),)).validate()

@@ -311,3 +311,12 @@ def test_show_on_an_empty_bucket_and_an_unknown_env(cli, project, bucket):
 
 def test_a_project_dir_without_stack_files_is_named(cli, tmp_path, bucket):
     assert_one_line_error(cli("show", "--project-dir", str(tmp_path)), "--project-dir: no Pulumi.<stack>.yaml")
+
+
+def test_actor_with_a_trailing_newline_is_refused():
+    """`$` matches before a final newline; the actor lands in S3 metadata, so it must match whole."""
+    from ecom_infra.errors import ConfigError  # noqa: PLC0415
+    from ecom_infra.release_cli import resolve_actor  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="--actor"):
+        resolve_actor("alice\n")
