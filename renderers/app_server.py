@@ -149,7 +149,8 @@ class AppServerSpec:
 
     @property
     def puma_config_path(self) -> str:
-        return f"{self.shared_dir}/config/puma.rb"
+        # In the root-owned app folder: the app cannot rewrite how puma starts it.
+        return f"{self.app_dir}/config/puma.rb"
 
     @property
     def unit_name(self) -> str:

@@ -170,3 +170,17 @@ def test_the_deploy_user_step_creates_a_missing_account(bare_host):
     finally:
         subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
         subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+def test_a_link_the_app_plants_never_makes_root_touch_another_folder(bare_host):
+    """The app (deploy user) owns shared/: a link it plants there must not let a root step chown elsewhere."""
+    host, user = bare_host, bare_host.account.user
+    run_ok(host, "deploy-user")
+    run_ok(host, "layout")
+    victim = Path(host.spec.deploy_root) / "victim"        # root's, reachable by the deploy user
+    victim.mkdir(mode=0o755)
+    log_dir = host.app_dir / "shared" / "log"
+    subprocess.run(["runuser", "-u", user, "--", "sh", "-c", f"rmdir '{log_dir}' && ln -s '{victim}' '{log_dir}'"],
+                   check=True)
+    host.run("layout")                                    # whatever it says, as the deploy user it cannot chown
+    assert mode_owner(victim) == ("0o755", "root", "root")

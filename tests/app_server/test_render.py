@@ -137,7 +137,7 @@ def test_unit_runs_puma_from_current():
     text = render_puma_unit(BASE)
     assert "Type=simple\n" in text
     assert "WorkingDirectory=/srv/www/ecom-platform/current\n" in text
-    assert "ExecStart=/usr/bin/bundle exec puma -C /srv/www/ecom-platform/shared/config/puma.rb\n" in text
+    assert "ExecStart=/usr/bin/bundle exec puma -C /srv/www/ecom-platform/config/puma.rb\n" in text
     assert "User=deploy\n" in text and "Environment=RAILS_ENV=production\n" in text
     assert "WantedBy=multi-user.target" in text
 
