@@ -54,7 +54,9 @@ class HaproxyPair(pulumi.ComponentResource):
         ]
         self.master, self.backup = self.nodes
 
-        self.eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags={"Role": "haproxy-vip"}, opts=child)
+        # The public address behind DNS: losing it is an outage, so it is protected.
+        self.eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags={"Role": "haproxy-vip"},
+                               opts=pulumi.ResourceOptions(parent=self, protect=True))
         self.association = aws.ec2.EipAssociation(
             f"{name}-eip-master", allocation_id=self.eip.allocation_id, instance_id=self.master.instance_id,
             allow_reassociation=True,
@@ -65,14 +67,17 @@ class HaproxyPair(pulumi.ComponentResource):
                                lambda arns: move_eip_policy(arns[0], arns[1:])),
                            opts=child)
         self.settings = settings
+        self.addresses = addresses
         self.configure_nodes(tls_certificate)
         self.register_outputs({"eip": self.eip.public_ip, "allocation_id": self.eip.allocation_id})
 
     def configure_nodes(self, tls_certificate: pulumi.Input[str] | None) -> None:
         """haproxy + keepalived on each node; node b only after node a, never both at once."""
-        servers = pulumi.Output.all(*[pulumi.Output.all(s.server_name, s.host.private_ip) for s in self.app_servers])
-        facts = pulumi.Output.all(self.master.private_ip, self.backup.private_ip, self.master.instance_id,
-                                  self.backup.instance_id, self.eip.allocation_id, servers)
+        # Addresses are static plain values (ecom_infra/addressing.py): only the ids are Outputs, so
+        # replacing an app server does not show every HAProxy step as changing in a preview.
+        servers = [(s.server_name, self.addresses[s.server_name][1]) for s in self.app_servers]
+        facts = pulumi.Output.all(self.addresses[NODE_NAMES[0]][1], self.addresses[NODE_NAMES[1]][1],
+                                  self.master.instance_id, self.backup.instance_id, self.eip.allocation_id, servers)
         secrets = {TLS_PEM_SECRET: tls_certificate} if tls_certificate is not None else None
         after: list[pulumi.Resource] = []
         self.node_commands = []

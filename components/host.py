@@ -67,8 +67,11 @@ class Ec2Host(pulumi.ComponentResource):
             tags=tags,
             volume_tags=tags,
             # A replacement takes over the static address, so the old instance must go first.
+            # A newer AMI or a rotated key pair would replace every host at once (both HAProxy
+            # nodes included): those changes wait for a deliberate `pulumi up --replace <urn>`,
+            # one host at a time (README runbook).
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["userData"],
-                                        delete_before_replace=True),
+                                        delete_before_replace=True, ignore_changes=["ami", "keyName"]),
         )
         self.instance_id = self.instance.id
         self.private_ip = self.instance.private_ip

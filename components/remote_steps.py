@@ -61,6 +61,7 @@ def run_steps(prefix: str, steps: Sequence[Step], connection: Mapping, instance_
             if not secrets or secrets.get(step.stdin) is None:
                 raise KeyError(f"step {step.name} wants secret {step.stdin!r} on stdin; none given")
             stdin = pulumi.Output.secret(secrets[step.stdin])
+        secret_io = step.secret_output or stdin is not None
         cmd = command.remote.Command(
             f"{prefix}-{step.name}",
             connection=connection,
@@ -68,10 +69,12 @@ def run_steps(prefix: str, steps: Sequence[Step], connection: Mapping, instance_
             delete=delete,
             triggers=triggers,
             stdin=stdin,
+            # Output that could carry a secret stays out of the engine's logs as well.
+            logging=command.remote.Logging.NONE if secret_io else None,
             opts=pulumi.ResourceOptions(
                 parent=parent, depends_on=after,
                 delete_before_replace=step.delete_before_replace,
-                additional_secret_outputs=["stdout", "stderr"] if step.secret_output or stdin is not None else None,
+                additional_secret_outputs=["stdout", "stderr"] if secret_io else None,
             ),
         )
         created.append(cmd)

@@ -30,7 +30,7 @@ def test_one_instance_per_server_plus_two_haproxy_nodes(plans, stack, platform, 
 def test_outputs_match_the_schema(plans, stack):
     outputs = plans(stack)["outputs"]
     jsonschema.validate(outputs, SCHEMA)
-    assert outputs["environment"] == "staging" if stack != "production" else "production"
+    assert outputs["environment"] == ("production" if stack == "production" else "staging")
     servers = [s["name"] for s in outputs["apps"]["ecom-platform"]["servers"]]
     assert servers == [f"ecom-platform-{i + 1}" for i in range(len(servers))]
 
@@ -62,6 +62,25 @@ def test_every_instance_is_hardened_and_tagged(plans, stack):
         assert i["tags"]["Role"] == role and i["tags"]["Environment"] == stack
         if role == "app":
             assert i["tags"]["App"] == r["name"].rsplit("-", 1)[0]
+
+
+def test_a_new_ami_or_key_pair_never_replaces_hosts_by_itself(plans):
+    for r in resources_of(plans("production"), INSTANCE):
+        assert r["options"]["ignore_changes"] == ["ami", "keyName"], r["name"]
+        assert r["options"]["delete_before_replace"]        # the replacement takes over the static address
+
+
+def test_tls_certificate_travels_only_on_stdin_of_the_cert_steps():
+    pem = "-----BEGIN CERTIFICATE-----MARKER-PEM-----END CERTIFICATE-----"
+    result = offline_plan.run("staging", sha_file_text=None, secrets={"ecom-infra:tlsCertificate": pem})
+    revealed, masked = result.to_dict(reveal_secrets=True), result.to_dict()
+    carriers = sorted(r["name"] for r in revealed["resources"] if "MARKER-PEM" in json.dumps(r["inputs"]))
+    assert carriers == ["haproxy-a-haproxy-tls-cert", "haproxy-b-haproxy-tls-cert"]
+    for r in revealed["resources"]:
+        if r["name"] in carriers:
+            assert r["inputs"]["stdin"] == pem and "MARKER-PEM" not in r["inputs"]["create"]
+            assert r["inputs"]["logging"] == "none"
+    assert "MARKER-PEM" not in json.dumps(masked)
 
 
 def test_servers_are_spread_over_subnets_and_azs(plans):
@@ -124,7 +143,9 @@ def test_haproxy_role_may_only_move_this_eip(plans):
     assert actions == ["ec2:AssociateAddress", "ec2:DescribeAddresses"]
     assoc = next(s for s in doc["Statement"] if s["Action"] == "ec2:AssociateAddress")
     [eip] = resources_of(plan, "aws:ec2/eip:Eip")
-    assert len(assoc["Resource"]) == 3 and any(eip["id"] in arn for arn in assoc["Resource"])
+    nodes = sorted(plan["hosts"][n]["instanceId"] for n in ("haproxy-a", "haproxy-b"))
+    assert sorted(arn.rsplit("/", 1)[1] for arn in assoc["Resource"]) == sorted([eip["id"], *nodes])
+    assert eip["options"]["protect"]                                       # the address behind DNS
     [association] = resources_of(plan, "aws:ec2/eipAssociation:EipAssociation")
     assert association["options"]["ignore_changes"] == ["instanceId"]     # keepalived owns it after creation
 

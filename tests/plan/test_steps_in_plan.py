@@ -93,6 +93,7 @@ def test_deploy_key_travels_only_on_stdin(staging):
         assert r["inputs"]["stdin"] == placeholder and placeholder not in r["inputs"]["create"]
         assert by_name(plan)[name]["inputs"]["stdin"] == "[secret]"
         assert {"stdout", "stderr"} <= set(by_name(plan)[name]["options"]["additional_secret_outputs"])
+        assert r["inputs"]["logging"] == "none"                     # and out of the engine's logs
 
 
 def test_haproxy_nodes_are_configured_one_after_the_other(staging):
