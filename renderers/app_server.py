@@ -324,6 +324,9 @@ def ruby_step(spec: AppServerSpec) -> Step:
     packages = list(spec.packages)
     if spec.bundle_local:
         packages += [(p, "") for p in spec.gem_packages]  # probed with dpkg: they ship no command
+    else:
+        # bundle install from rubygems.org builds native extensions (nokogiri, puma, pg...).
+        packages += [("build-essential", "gcc"), ("ruby-dev", "")]
     return Step(name="ruby", create=_script("ruby.sh.j2", spec, packages=packages))
 
 

@@ -299,3 +299,14 @@ def test_a_trailing_newline_is_refused(field, value):
     values[field] = value
     with pytest.raises(ConfigError, match=f"app_server.{field}"):
         AppServerSpec(**values)
+
+
+def test_gems_from_rubygems_get_a_compiler_and_ruby_headers():
+    """Without bundle_local, bundle install builds native extensions: the ruby step ensures the toolchain."""
+    from renderers.app_server import AppServerSpec, ruby_step  # noqa: PLC0415
+
+    base = {"app": "ecom-platform", "repo_url": "/srv/git/ecom-platform.git", "hostnames": ("shop.example.com",)}
+    remote = ruby_step(AppServerSpec(**base, bundle_local=False)).create
+    local = ruby_step(AppServerSpec(**base, bundle_local=True)).create
+    assert "build-essential" in remote and "ruby-dev" in remote
+    assert "build-essential" not in local and "ruby-rails" in local
