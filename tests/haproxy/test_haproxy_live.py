@@ -305,7 +305,21 @@ def test_tls_cert_comes_on_stdin_and_is_written_mode_600(short_dir, pems):
         assert result.returncode == 1
         assert message in result.stderr
         assert cert.read_text() == pems[0]
-    assert sorted(p.name for p in cert.parent.iterdir()) == ["site.pem"]  # no temp left
+    assert sorted(p.name for p in cert.parent.iterdir()) == ["site.pem", "site.pem.applied"]  # no temp left
+
+
+def test_tls_cert_step_killed_before_its_reload_reloads_on_the_next_run(short_dir, pems):
+    reloaded = Path(short_dir) / "reloaded"
+    layout = local_layout(short_dir, service=ServiceControl(
+        is_active=("true",), reload=("touch", str(reloaded)), start=("false",)))
+    script = render_tls_cert_script(layout)
+    assert run_script(script, stdin=pems[0]).returncode == 0 and reloaded.exists()
+    reloaded.unlink()
+    Path(layout.cert_path + ".applied").unlink()        # as if killed between the swap and the reload
+    result = run_script(script, stdin=pems[0])
+    assert result.returncode == 0, result.stderr
+    assert reloaded.exists() and "unchanged" not in result.stdout
+    assert run_script(script, stdin=pems[0]).stdout.strip() == "haproxy-tls-cert: unchanged"
 
 
 def https_get(port: int, host: str) -> tuple[int, str, bytes]:
