@@ -5,6 +5,7 @@ import json
 
 import jsonschema
 import pytest
+import yaml
 
 from ecom_infra import plan as offline_plan
 from ecom_infra.errors import ConfigError
@@ -98,7 +99,10 @@ def test_user_data_pins_the_host_key_and_blocks_imds():
         assert user_data.startswith("#cloud-config\n")
         assert "ssh_genkeytypes: []" in user_data and "ssh_deletekeys: true" in user_data
         assert "BEGIN OPENSSH PRIVATE KEY" in user_data
-        assert "169.254.169.254 meta skuid != 0 reject" in user_data
+        assert user_data.count("169.254.169.254 meta skuid != 0 reject") == 2      # every boot, and after packages
+        doc = yaml.safe_load(user_data)
+        assert doc["packages"] == ["nftables"] and doc["ssh_keys"]["ed25519_public"].startswith("ssh-ed25519 ")
+        assert doc["ssh_keys"]["ed25519_private"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
         assert keys[f"{r['name']}-host-key"]["inputs"]["algorithm"] == "ED25519"
 
 
