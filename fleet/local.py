@@ -44,7 +44,7 @@ from . import hosts as fleet_hosts
 from . import network as fleet_network
 from . import spec as fleet_spec
 from .cloud import MotoMocks
-from .executor import run_plan
+from .executor import StepFailed, run_plan
 from .origin import HISTORIES, build_origin
 from .ssh import Connection, SshRunner
 
@@ -349,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fleet.local: error: {exc}", file=sys.stderr)
         return 2
+    except StepFailed as exc:
+        # The executor already printed the step's progress; this names the host, the resource and the
+        # tail of its stderr. The state file keeps what succeeded: the next `up` retries the rest.
+        print(f"fleet.local: deploy failed: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
