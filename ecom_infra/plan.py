@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from . import mocks as plan_mocks
 from .errors import ConfigError
-from .stacks import PROJECT_DIR, PROJECT_NAME, known_stacks, stack_file
+from . import stacks
+from .stacks import PROJECT_DIR, PROJECT_NAME
 
 SECRET_MASK = "[secret]"
 PLACEHOLDER = "PLACEHOLDER-NOT-A-REAL-SECRET({key})"
@@ -117,17 +117,7 @@ def stack_config(stack: str, project_dir: Path = PROJECT_DIR,
     Encrypted (`secure:`) and missing required secrets become clearly fake placeholders,
     unless `secrets` supplies real values (the local fleet does).
     """
-    path = stack_file(stack, project_dir)
-    if not path.is_file():
-        raise ConfigError("--stack", f"unknown stack {stack!r} (known: {', '.join(known_stacks(project_dir))})",
-                          "staging")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path.name), f"is not valid YAML ({str(exc).splitlines()[0]})") from None
-    raw = doc.get("config") or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path.name}: config", "must be a mapping of keys to values")
+    raw = stacks.stack_config(stack, project_dir, key="--stack", noun="stack")
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in raw.items():

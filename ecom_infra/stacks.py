@@ -23,15 +23,25 @@ def known_stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
     return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
 
 
-def stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> dict:
-    """The raw `config:` mapping of a stack file (keys like `ecom-infra:apps`)."""
+def stack_config(stack: str, project_dir: Path = PROJECT_DIR, *, key: str = "--env",
+                 noun: str = "environment") -> dict:
+    """The raw `config:` mapping of a stack file (keys like `ecom-infra:apps`).
+
+    The one reader of stack files outside Pulumi; `key` and `noun` name the argument that chose
+    the stack in the error for an unknown one.
+    """
     path = stack_file(stack, project_dir)
     if not path.is_file():
-        raise ConfigError("--env" if stack else "stack",
-                          f"unknown environment {stack!r} (known: {', '.join(known_stacks(project_dir))})",
+        raise ConfigError(key, f"unknown {noun} {stack!r} (known: {', '.join(known_stacks(project_dir))})",
                           "staging")
-    doc = yaml.safe_load(path.read_text()) or {}
-    return doc.get("config") or {}
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path.name), f"is not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = doc.get("config") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path.name}: config", "must be a mapping of keys to values")
+    return raw
 
 
 def known_apps(stack: str, project_dir: Path = PROJECT_DIR) -> list[str]:
