@@ -127,9 +127,10 @@ def start_all(spec: FleetSpec) -> None:
         network.create_host_link(spec, index, host)
         say(host.name, "booting systemd")
         boots[host.name] = (hosts.boot(spec, host), time.monotonic())
-    eip.start(spec)
-    say("eip", f"following {spec.eip.allocation_id or '(no allocation yet)'} for {spec.eip.address}")
     say("moto", f"up ({moto.wait_ready(spec, moto_proc):.1f} s)")
+    say("moto", f"EC2 warmed up ({moto.warm_up(spec):.1f} s: its first call loads the AMI catalogue)")
+    eip.start(spec)  # after the warm-up: the follower's short timeouts would fail on moto's first EC2 call
+    say("eip", f"following {spec.eip.allocation_id or '(no allocation yet)'} for {spec.eip.address}")
     wait_for_sshd(spec, boots)
     say("fleet", f"{len(spec.hosts)} hosts up in {time.monotonic() - started:.1f} s")
 

@@ -14,16 +14,15 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-
 from ecom_infra.mocks import PlanMocks, unwrap
+
+from . import moto
 
 NAME_TAG = "ecom:fleet-name"
 
 
 def ec2_client(endpoint: str, region: str):
-    return boto3.client("ec2", endpoint_url=endpoint, region_name=region,
-                        aws_access_key_id="fleet", aws_secret_access_key="fleet")
+    return moto.client(endpoint, "ec2", region)
 
 
 @dataclass
@@ -119,8 +118,7 @@ class MotoMocks(PlanMocks):
         """The sha file is read from moto's S3, where `ecom-deploy stage` wrote it."""
         inputs = unwrap(args.args)
         if args.token in ("aws:s3/getObjects:getObjects", "aws:s3/getObject:getObject"):
-            s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region,
-                              aws_access_key_id="fleet", aws_secret_access_key="fleet")
+            s3 = moto.client(self.endpoint, "s3", self.region)
             if args.token.endswith("getObjects"):
                 listing = s3.list_objects_v2(Bucket=inputs["bucket"], Prefix=inputs.get("prefix", ""))
                 return {"bucket": inputs["bucket"], "keys": [o["Key"] for o in listing.get("Contents", [])],

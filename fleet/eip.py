@@ -67,7 +67,8 @@ def ec2_client(endpoint: str):
     import boto3  # noqa: PLC0415 - boto3 is slow to import; only the daemon and tests need it
     from botocore.config import Config  # noqa: PLC0415
 
-    # Short timeouts and no retries: a slow answer must not hold the EIP on a dead holder for long.
+    # Short timeouts and no retries: a slow answer must not hold the EIP on a dead holder for long (the fleet warms
+    # moto's EC2 before starting the follower; anything else that talks to moto uses fleet.moto.client).
     config = Config(connect_timeout=0.5, read_timeout=1, retries={"max_attempts": 1})
     return boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                         aws_secret_access_key="testing", config=config)

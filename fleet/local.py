@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import boto3
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -41,6 +40,7 @@ from ecom_infra.stacks import PROJECT_DIR, stack_config
 from renderers import render
 
 from . import hosts as fleet_hosts
+from . import moto
 from . import network as fleet_network
 from . import spec as fleet_spec
 from .cloud import MotoMocks
@@ -244,8 +244,7 @@ def publish_origin(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, wo
 
 def seed_sha_file(fleet: LocalFleet, tags: dict[str, dict]) -> None:
     """The sha bucket in moto, and a first release per app recorded the way CI records it."""
-    s3 = boto3.client("s3", endpoint_url=fleet.endpoint, region_name="us-east-1",
-                      aws_access_key_id="fleet", aws_secret_access_key="fleet")
+    s3 = moto.client(fleet.endpoint, "s3")
     config = stack_config(fleet.stack)
     bucket = config.get("ecom-infra:shaBucket", {}).get("name", "emami-ci-packages")
     key = config.get("ecom-infra:shaBucket", {}).get("key", "sha_number.yml")

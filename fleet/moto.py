@@ -38,13 +38,39 @@ def start(spec: FleetSpec) -> subprocess.Popen:
     return proc
 
 
+# moto's dashboard page: a fixed 10 KB whatever moto holds. `/moto-api/data.json` dumps every backend's state
+# (6 MB and ~3 s once EC2 has loaded its AMI catalogue), so a liveness probe on it says DOWN for a busy moto.
+LIVENESS_PATH = "/moto-api/"
+# Generous timeouts for clients that arrange or read state: moto's first EC2 call in a fresh process loads its AMI
+# catalogue (~4 s here). Only the EIP follower keeps short ones (fleet/eip.py says why).
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 60
+
+
+def client(endpoint: str, service: str, region: str = "us-east-1"):
+    """A boto3 client on the fleet's moto (any credentials do), with timeouts that fit moto's slow first calls."""
+    import boto3  # noqa: PLC0415 - boto3 is slow to import; `status` and `down` never need it
+    from botocore.config import Config  # noqa: PLC0415
+
+    config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S, retries={"max_attempts": 2})
+    return boto3.client(service, endpoint_url=endpoint, region_name=region, aws_access_key_id="fleet",
+                        aws_secret_access_key="fleet", config=config)
+
+
 def answers(spec: FleetSpec, timeout: float = 1.0) -> bool:
-    """True when moto's own API answers over HTTP."""
+    """True when moto answers over HTTP (a cheap page: the answer must not depend on how much moto holds)."""
     try:
-        with urllib.request.urlopen(f"{spec.moto_endpoint}/moto-api/data.json", timeout=timeout) as resp:
+        with urllib.request.urlopen(f"{spec.moto_endpoint}{LIVENESS_PATH}", timeout=timeout) as resp:
             return resp.status == 200
     except (urllib.error.URLError, TimeoutError, ConnectionError):
         return False
+
+
+def warm_up(spec: FleetSpec) -> float:
+    """Seconds of moto's first EC2 call (it loads the AMI catalogue), made here so no later client pays for it."""
+    start_time = time.monotonic()
+    client(spec.moto_endpoint, "ec2").describe_regions()
+    return time.monotonic() - start_time
 
 
 def wait_ready(spec: FleetSpec, proc: subprocess.Popen, timeout: float = 30.0) -> float:

@@ -14,11 +14,10 @@ import time
 import urllib.error
 import urllib.request
 
-import boto3
-
 from components.remote_steps import as_root
 from ecom_infra.stacks import PROJECT_DIR
 
+from . import moto
 from . import spec as fleet_spec
 from .local import ENV, FLEET_NAME, LocalFleet
 from .ssh import Connection, SshRunner
@@ -87,8 +86,7 @@ class Platform:
     def eip_holder(self) -> str | None:
         """The fleet host whose instance moto says holds the Elastic IP."""
         plan = self.plan()
-        ec2 = boto3.client("ec2", endpoint_url=self.fleet.endpoint, region_name="us-east-1",
-                           aws_access_key_id="fleet", aws_secret_access_key="fleet")
+        ec2 = moto.client(self.fleet.endpoint, "ec2")
         [address] = ec2.describe_addresses(AllocationIds=[plan["outputs"]["endpoint"]["allocationId"]])["Addresses"]
         holder = address.get("InstanceId")
         return next((name for name, h in plan["hosts"].items() if h["instanceId"] == holder), holder)

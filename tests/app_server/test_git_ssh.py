@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sshd import ensure_privsep_dir
+
 from .helpers import destroy_host, free_port, make_host, make_public_tempdir, require_tools
 
 pytestmark = pytest.mark.tools
@@ -22,6 +24,7 @@ def keygen(path: Path) -> tuple[str, str]:
 def git_host(deploy_account, origin):
     """sshd on 127.0.0.1 that lets the deploy user in with a test deploy key."""
     require_tools("sshd", "ssh", "ssh-keygen")
+    ensure_privsep_dir()
     base = make_public_tempdir("ecom-sshd-")
     _, host_key = keygen(base / "host_key")
     deploy_key, deploy_pub = keygen(base / "deploy_key")

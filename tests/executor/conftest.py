@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sshd import ensure_privsep_dir
+
 # pyproject.toml does not list `fleet` among its packages yet, so the editable install does not expose it:
 # put the repository root on sys.path for these tests.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -115,11 +117,7 @@ def sshd_servers(tmp_path_factory, client_key):
     missing = [program for program in (SSHD, shutil.which("ssh") or "ssh") if not shutil.which(program)]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (openssh-server, openssh-client)")
-    # sshd refuses to start without its privilege separation directory; the Debian service creates it at
-    # boot, which never happened in this container. It is left in place: other sshd users may need it too.
-    privsep = Path("/run/sshd")
-    if not privsep.is_dir():
-        privsep.mkdir(mode=0o755, parents=True, exist_ok=True)
+    ensure_privsep_dir()
     servers: dict[str, Sshd] = {}
     root = tmp_path_factory.mktemp("sshd")
 

@@ -19,6 +19,7 @@ import pytest
 
 from fleet import eip as fleet_eip
 from fleet import hosts
+from fleet import moto as fleet_moto
 from fleet.spec import state_dir
 from tests.fleet.conftest import Fleet, fleet_cli
 
@@ -59,7 +60,7 @@ def wait_for(fleet: Fleet, host: str | None, limit: float) -> float:
 
 @pytest.fixture(scope="module")
 def eip(fleet: Fleet, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Eip:
-    ec2 = fleet_eip.ec2_client(fleet.moto_endpoint)
+    ec2 = fleet_moto.client(fleet.moto_endpoint, "ec2")  # the follower's short timeouts are its own
     vpc = ec2.create_vpc(CidrBlock=str(fleet.cidr))["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=str(fleet.cidr))["Subnet"]["SubnetId"]
     image = ec2.describe_images()["Images"][0]["ImageId"]

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ecom_infra.errors import ConfigError
 from fleet import hosts, network
+from fleet import moto as fleet_moto
 from fleet import spec as fleet_spec
 from tests.fleet.conftest import ROOT, Fleet, fleet_cli, free_cidr, keypair, make_spec, require_root, write_private
 
@@ -390,6 +391,15 @@ def test_status_reports_every_host(fleet: Fleet) -> None:
         assert row["sshd"].startswith("SSH-2.0-OpenSSH") and isinstance(row["systemd_pid"], int)
     text = fleet_cli("status", "--name", fleet.name).stdout
     assert "ecom-platform-1" in text and "sshd up" in text
+
+
+@pytest.mark.fleet
+def test_status_says_moto_answers_while_it_holds_the_ec2_catalogue(fleet: Fleet) -> None:
+    # moto's state dump grows to megabytes once EC2 has loaded its AMIs: a probe on it timed out and said DOWN.
+    assert fleet_moto.client(fleet.moto_endpoint, "ec2").describe_images()["Images"]
+    info = json.loads(fleet_cli("status", "--name", fleet.name, "--json").stdout)
+    assert info["moto"] == {"endpoint": fleet.moto_endpoint, "answers": True}
+    assert f"moto {fleet.moto_endpoint} answers" in fleet_cli("status", "--name", fleet.name).stdout
 
 
 @pytest.mark.fleet

@@ -66,7 +66,7 @@ def _wait_until_serving(proc: subprocess.Popen, log: Path) -> str:
             endpoint = f"http://{HOST}:{match.group(1)}" if match else None
         if endpoint is not None:
             try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2) as reply:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2) as reply:  # a fixed page
                     if reply.status == 200:
                         return endpoint
             except (urllib.error.URLError, ConnectionError, TimeoutError):
