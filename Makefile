@@ -44,6 +44,10 @@ down: setup-python
 test: setup
 	@$(PY) -m pytest
 
+# The quick loop: no root, namespaces or fleet (settings, plans, renderers, lint, release verbs on moto).
+test-fast: setup
+	@$(PY) -m pytest -m "not fleet and not root" -q
+
 plan: setup-python
 	@$(VENV)/bin/ecom-deploy plan --stack $(STACK)
 

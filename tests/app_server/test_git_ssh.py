@@ -12,7 +12,7 @@ from tests.support.sshd import ensure_privsep_dir
 
 from .helpers import destroy_host, free_port, make_host, make_public_tempdir, require_tools
 
-pytestmark = pytest.mark.tools
+pytestmark = [pytest.mark.tools, pytest.mark.root]
 
 
 def keygen(path: Path) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from fleet.origin import HISTORIES, build_origin, origin_tags
 
 from .helpers import require_tools
 
-pytestmark = pytest.mark.tools
+pytestmark = [pytest.mark.tools, pytest.mark.root]
 
 PLATFORM_TAGS = {"v1", "code-change", "asset-change", "config-change", "broken-boot", "broken-build",
                  "r1", "r2", "r3", "r4", "r5", "r6"}

@@ -16,7 +16,7 @@ from renderers.app_server import FILE_EOF, app_server_steps
 
 from .helpers import destroy_host, make_host
 
-pytestmark = pytest.mark.tools
+pytestmark = [pytest.mark.tools, pytest.mark.root]
 
 PROVISION = ("deploy-user", "layout", "ruby", "puma-config", "puma-unit", "nginx-site", "datadog")
 

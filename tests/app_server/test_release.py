@@ -13,7 +13,7 @@ import pytest
 
 from .helpers import destroy_host, kill_pids, make_host, pids_of_user
 
-pytestmark = pytest.mark.tools
+pytestmark = [pytest.mark.tools, pytest.mark.root]
 
 
 def ok(result: subprocess.CompletedProcess) -> str:

@@ -178,6 +178,7 @@ def test_nginx_site_proxies_to_the_socket_and_caches_assets():
     assert "root /srv/www/ecom-platform/current/public;" in text
 
 
+@pytest.mark.root  # nginx -t binds the site's ports (80)
 @pytest.mark.tools
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_nginx_site_passes_nginx_t(tmp_path, variant):

@@ -16,7 +16,7 @@ import pytest
 from executor_plans import command, connection, copy, plan, record, urn
 from fleet.executor import StepFailed, run_plan
 
-pytestmark = pytest.mark.tools
+pytestmark = [pytest.mark.tools, pytest.mark.root]
 
 
 class World:

@@ -457,10 +457,9 @@ def test_refuses_when_namespaces_cannot_be_created(fleet: Fleet, tmp_path: Path)
     assert not list(fleet_spec.STATE_ROOT.glob(".probe-*"))
 
 
+@pytest.mark.root  # becomes another user
 def test_refuses_to_run_as_an_ordinary_user() -> None:
     """Forked and setuid to nobody, so no interpreter has to be executable by that user."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become another user")
     spec_path = Path(f"/dev/shm/ecomtest-spec-{os.getpid()}.json")
     spec_path.write_text(json.dumps(valid_spec()))
     spec_path.chmod(0o644)

@@ -81,6 +81,7 @@ def test_haproxy_check_really_rejects_a_broken_cfg(tmp_path):
     assert "chek" in result.stdout + result.stderr
 
 
+@pytest.mark.root  # keepalived -t runs in a network namespace of its own
 @pytest.mark.parametrize("variant", sorted(NODE_VARIANTS))
 def test_keepalived_conf_passes_keepalived_check(tmp_path, variant):
     """keepalived -t, in a private network namespace whose veth holds the node's address,
@@ -103,6 +104,7 @@ def test_keepalived_conf_passes_keepalived_check(tmp_path, variant):
     assert all("No VIP specified" in line for line in messages), messages
 
 
+@pytest.mark.root  # keepalived -t runs in a network namespace of its own
 def test_keepalived_check_really_reports_mistakes(tmp_path):
     """keepalived -t on a real mistake (unknown interface) says more than "No VIP"."""
     need("keepalived", "unshare")

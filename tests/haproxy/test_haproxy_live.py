@@ -21,7 +21,7 @@ from renderers.haproxy import (Backend, HaproxyLayout, ServiceControl, drain_ste
                                render_haproxy_install, render_packages_script,
                                render_tls_cert_script)
 
-pytestmark = pytest.mark.tools
+pytestmark = [pytest.mark.tools, pytest.mark.root]
 
 
 @dataclasses.dataclass

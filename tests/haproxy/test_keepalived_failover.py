@@ -26,7 +26,7 @@ from renderers.haproxy import (Backend, BackendServer, KeepalivedLayout, Service
                                render_haproxy_cfg, render_keepalived_install,
                                render_notify_install)
 
-pytestmark = pytest.mark.tools
+pytestmark = [pytest.mark.tools, pytest.mark.root]
 
 SUBNET = "10.213.77"
 MOTO_IP, IP_A, IP_B = f"{SUBNET}.1", f"{SUBNET}.11", f"{SUBNET}.12"

@@ -16,7 +16,7 @@ from renderers.haproxy import (KeepalivedLayout, ServiceControl, fill_keepalived
                                render_keepalived_conf, render_keepalived_install,
                                render_notify_install, render_notify_master)
 
-pytestmark = pytest.mark.tools
+pytestmark = [pytest.mark.tools, pytest.mark.root]
 
 IP_A, IP_B = "10.213.77.11", "10.213.77.12"
 # Ids for tests that never reach an EC2 API.

@@ -41,6 +41,7 @@ def depends(plan: dict, name: str, on: str) -> bool:
     return False
 
 
+@pytest.mark.root  # runs the step's wrapper through sudo
 def test_as_root_keeps_stdin_free_for_secrets(tmp_path):
     script = 'set -euo pipefail\nread -r secret\necho "uid=$(id -u) got=${#secret}" > "$OUT"\n'
     wrapped = as_root(script.replace("$OUT", str(tmp_path / "out")))
