@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The fresh-machine check: a clean clone of one commit, in an untouched Debian bookworm root, runs the README's
+# set-up and tests there. Nothing an earlier run left on this machine (folders under /run, packages, a warm moto,
+# users, the venv) is visible inside, so a test that relies on such leftovers fails here.
+#
+#   tests/fresh_root/run.sh [REV]        REV defaults to HEAD; needs root and debootstrap (make test-fresh-root)
+#
+# Inside the root, in this order:
+#   1. root: `make setup`       the README's set-up (Debian packages, venv) from nothing
+#   2. an ordinary user: `make test-fast`   the quick tier needs no root
+#   3. root: `make test`        every tier, the fleet included
+# The root is a minbase debootstrap plus what the README asks a machine to have (make, git, python3-venv); it is
+# built once into a tarball (cached, keyed by its recipe) and every run unpacks a fresh copy of it.
+set -euo pipefail
+
+say() { printf '[fresh-root] %s %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+die() { say "error: $*" >&2; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "needs root (debootstrap, chroot, mounts)"
+command -v debootstrap >/dev/null || die "needs debootstrap (apt-get install debootstrap)"
+
+REPO=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+REV=$(git -C "$REPO" rev-parse --verify "${1:-HEAD}^{commit}")
+SUITE=bookworm
+# The machine's own Debian mirror (deb822 sources first, then the one-line form), so the root sees the same archive.
+MIRROR=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+[[ -n $MIRROR ]] || MIRROR=$(awk '$1 == "deb" && $3 ~ /^bookworm$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+# What the README says a machine needs before its two commands.
+BASE_PACKAGES=make,git,python3,python3-venv,ca-certificates
+CACHE=${ECOM_FRESH_ROOT_CACHE:-/var/cache/ecom-infra/fresh-root}
+recipe=$(printf '%s\n' "$SUITE" "$MIRROR" "$BASE_PACKAGES" minbase | sha256sum | cut -c1-16)
+TARBALL=$CACHE/$SUITE-minbase-$recipe.tar
+
+mkdir -p "$CACHE"
+if [[ ! -f $TARBALL ]]; then
+    say "building the pristine $SUITE root from $MIRROR (once; about 1.5 min)"
+    build=$(mktemp -d "$CACHE/build.XXXXXX")
+    if ! debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$build/root" "$MIRROR" \
+            >"$build/debootstrap.log" 2>&1; then
+        tail -n 20 "$build/debootstrap.log" >&2
+        rm -rf "$build"
+        die "debootstrap failed (log above)"
+    fi
+    tar -C "$build/root" --numeric-owner -cf "$TARBALL.tmp" .
+    mv "$TARBALL.tmp" "$TARBALL"
+    rm -rf "$build"
+    find "$CACHE" -maxdepth 1 -name "$SUITE-minbase-*.tar" ! -name "${TARBALL##*/}" -delete  # older recipes
+fi
+
+WORK=$(mktemp -d /var/tmp/ecom-fresh-root.XXXXXX)
+cleanup() {
+    # Mounts live in the private mount namespace below and vanish with it; a stray one must not let rm cross it.
+    if findmnt -rn -o TARGET | grep -q "^$WORK/"; then
+        say "mounts left under $WORK; not removing it" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+ROOT=$WORK/root
+mkdir "$ROOT"
+say "unpacking an untouched copy of ${TARBALL##*/}"
+tar -C "$ROOT" --numeric-owner -xpf "$TARBALL"
+
+say "clean clone of ${REV:0:12} into /src/ecom-infra"
+git clone -q --no-local --no-checkout "$REPO" "$ROOT/src/ecom-infra"
+git -C "$ROOT/src/ecom-infra" checkout -q --detach "$REV"
+
+# The machine's network settings, which a fresh machine of this kind has too: name servers and the CA bundle that
+# reaches the package registries.
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    cp /etc/ssl/certs/ca-certificates.crt "$ROOT/usr/local/share/ca-certificates/machine-bundle.crt"
+    chroot "$ROOT" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the root"
+fi
+chroot "$ROOT" useradd --create-home --shell /bin/bash tester
+
+# Only what a person's shell would carry: no venv, no AWS or Pulumi variables from this machine.
+env_args=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb
+          CI="${CI:-}")
+while IFS='=' read -r name value; do
+    env_args+=("$name=$value")
+done < <(env | grep -E '^(PIP_DEFAULT_TIMEOUT|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY)=' || true)
+
+inside=$(cat <<'SCRIPT'
+set -euo pipefail
+mount -t proc proc "$ROOT/proc"
+mount --rbind /sys "$ROOT/sys"
+mount --rbind /dev "$ROOT/dev"
+mount -t tmpfs -o mode=0755 tmpfs "$ROOT/run"      # a fresh /run: nothing made there by an earlier boot or run
+mount -t tmpfs -o mode=1777 tmpfs "$ROOT/tmp"
+mount -t tmpfs -o mode=1777 tmpfs "$ROOT/dev/shm"
+step() {
+    local started=$SECONDS
+    printf '[fresh-root] %s %s\n' "$(date -u +%H:%M:%S)" "$1: $2"
+    shift 2
+    chroot "$ROOT" /usr/bin/env -i "${ENV_ARGS[@]}" "$@"
+    printf '[fresh-root] %s done in %d s\n' "$(date -u +%H:%M:%S)" "$((SECONDS - started))"
+}
+step "root" "make setup" bash -c 'cd /src/ecom-infra && make setup'
+step "user tester" "make test-fast" runuser -u tester -- env HOME=/home/tester bash -c 'cd /src/ecom-infra && make test-fast'
+step "root" "make test" bash -c 'cd /src/ecom-infra && make test'
+SCRIPT
+)
+started=$SECONDS
+# A private mount and PID namespace: every mount and every process of the run ends with it, whatever happens.
+ENV_ARGS_Q=$(declare -p env_args | sed 's/^declare -a env_args=/ENV_ARGS=/')
+ROOT="$ROOT" unshare --mount --propagation private --pid --fork --mount-proc \
+    bash -c "$ENV_ARGS_Q; $inside"
+say "passed in $((SECONDS - started)) s (${REV:0:12})"
