@@ -9,7 +9,7 @@ APT_PACKAGES := shellcheck haproxy keepalived nginx-light openssh-server openssh
 	git curl sudo socat ruby ruby-rails puma ruby-sprockets-rails bundler python3-boto3 systemd \
 	util-linux procps openssl
 
-.PHONY: setup setup-system setup-python up down test test-fast plan bench clean
+.PHONY: setup setup-system setup-python up down test test-fast test-fresh-root plan bench clean
 
 setup: setup-system setup-python
 
@@ -43,6 +43,14 @@ down: setup-python
 
 test: setup
 	@$(PY) -m pytest
+
+# The README's set-up and tests, from a clean clone of HEAD, in an untouched Debian root (root; CI runs it).
+test-fresh-root:
+	@command -v debootstrap >/dev/null || { echo "[setup] installing debootstrap"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	       --no-install-recommends debootstrap >/dev/null; }; }
+	@tests/fresh_root/run.sh HEAD
 
 # The quick loop: no root, namespaces or fleet (settings, plans, renderers, lint, release verbs on moto).
 test-fast: setup
