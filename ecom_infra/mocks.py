@@ -24,6 +24,8 @@ from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _sync_await
 
+from . import provider_rules
+
 ACCOUNT_ID = "123456789012"
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE = rpc._special_secret_sig
@@ -102,8 +104,12 @@ class PlanMocks(pulumi_mocks.Mocks):
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         typ, name = args.typ, args.name
-        inputs = unwrap(args.inputs)
+        # The provider's Check: autonames and input rules (a real preview fails on these too).
+        seed = f"{self.stack}/{typ}/{name}"
+        inputs = provider_rules.check(typ, name, unwrap(args.inputs), seed=seed)
+        inputs.update(provider_rules.autonames(typ, name, inputs, seed=seed))   # a prefix's name, in state
         state: dict[str, Any] = dict(args.inputs)
+        state.update(provider_rules.autonames(typ, name, unwrap(args.inputs), seed=seed))
         arn_prefix = f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}"
         rid = self._id(f"{name}-", typ, name, 8)
 
@@ -120,16 +126,16 @@ class PlanMocks(pulumi_mocks.Mocks):
             rid = self._id("eipassoc-", typ, name)
         elif typ == "aws:ec2/securityGroup:SecurityGroup":
             rid = self._id("sg-", typ, name)
-            state.update(arn=f"{arn_prefix}:security-group/{rid}")
+            state.update(name=inputs["name"], arn=f"{arn_prefix}:security-group/{rid}")
         elif typ == "aws:ec2/keyPair:KeyPair":
-            rid = inputs.get("keyName") or f"{name}-{_digest(self.stack, name)[:7]}"
+            rid = inputs["keyName"]
             state.update(keyName=rid, arn=f"{arn_prefix}:key-pair/{rid}")
         elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
-            rid = f"{name}-{_digest(self.stack, typ, name)[:7]}"
+            rid = inputs["name"]
             kind = "role" if typ.endswith("Role") else "instance-profile"
             state.update(name=rid, arn=f"arn:aws:iam::{ACCOUNT_ID}:{kind}/{rid}")
         elif typ == "aws:s3/bucket:Bucket":
-            rid = inputs.get("bucket") or name
+            rid = inputs["bucket"]
             state.update(bucket=rid, arn=f"arn:aws:s3:::{rid}")
         elif typ == "tls:index/privateKey:PrivateKey":
             keys = ed25519_keypair(f"{self.stack}/{name}")
