@@ -29,20 +29,29 @@ class ShaBucket(pulumi.ComponentResource):
 
         self.bucket = aws.s3.Bucket(name, bucket=bucket_name, force_destroy=False,
                                     tags={"Role": "sha-bucket"}, opts=keep)
-        aws.s3.BucketPublicAccessBlock(f"{name}-public-access", bucket=self.bucket.id,
-                                       block_public_acls=True, block_public_policy=True,
-                                       ignore_public_acls=True, restrict_public_buckets=True, opts=child)
-        aws.s3.BucketOwnershipControls(f"{name}-ownership", bucket=self.bucket.id,
-                                       rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
+
+        # S3 answers concurrent changes to one bucket's settings with OperationAborted ("A conflicting
+        # conditional operation is currently in progress"), and the engine starts every resource whose
+        # dependencies are met at once: each setting waits for the one before it.
+        def after(previous: pulumi.Resource, base: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=[previous]))
+
+        public_access = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access", bucket=self.bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=child)
+        ownership = aws.s3.BucketOwnershipControls(f"{name}-ownership", bucket=self.bucket.id,
+                                                   rule={"object_ownership": "BucketOwnerEnforced"},
+                                                   opts=after(public_access, child))
         # The object's versions are the deploy history (`ecom-deploy history`, `rollback`).
-        aws.s3.BucketVersioning(f"{name}-versioning", bucket=self.bucket.id,
-                                versioning_configuration={"status": "Enabled"}, opts=keep)
-        aws.s3.BucketServerSideEncryptionConfiguration(
+        versioning = aws.s3.BucketVersioning(f"{name}-versioning", bucket=self.bucket.id,
+                                             versioning_configuration={"status": "Enabled"},
+                                             opts=after(ownership, keep))
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption", bucket=self.bucket.id,
             rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"},
-                    "bucket_key_enabled": True}], opts=child)
+                    "bucket_key_enabled": True}], opts=after(versioning, child))
         aws.s3.BucketPolicy(f"{name}-tls-only", bucket=self.bucket.id,
-                            policy=self.bucket.arn.apply(tls_only_policy), opts=child)
+                            policy=self.bucket.arn.apply(tls_only_policy), opts=after(encryption, child))
         self.register_outputs({"bucket": self.bucket.bucket})
 
 
