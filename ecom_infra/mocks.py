@@ -96,7 +96,9 @@ class PlanMocks(pulumi_mocks.Mocks):
 
     stack: str
     region: str = "us-east-1"
-    sha_file_text: str | None = None          # None: the object does not exist yet
+    sha_file_text: str | bytes | None = None  # None: the object does not exist yet
+    sha_file_content_type: str = "text/yaml"  # what the object was uploaded as (the Chef tooling: binary/octet-stream)
+    bucket_exists: bool = True                # False: a first `up` of the owner stack, before the bucket exists
     subnet_cidrs: dict[str, str] = field(default_factory=dict)   # subnet id -> block (the local fleet's moto)
 
     def _id(self, prefix: str, typ: str, name: str, length: int = 17) -> str:
@@ -150,6 +152,14 @@ class PlanMocks(pulumi_mocks.Mocks):
             pattern = next((f["values"][0] for f in inputs.get("filters", []) if f.get("name") == "name"), "")
             return {"id": self._id("ami-", token, pattern), "name": pattern.replace("*", "20261101-1"),
                     "architecture": "x86_64"}
+        if token == "aws:s3/getBuckets:getBuckets":
+            # The program asks for its own bucket by name (as the prefix).
+            names = [inputs["prefix"]] if self.bucket_exists and inputs.get("prefix") else []
+            return {"buckets": [{"name": n, "arn": f"arn:aws:s3:::{n}", "bucketRegion": self.region,
+                                 "creationDate": "2020-01-01T00:00:00Z"} for n in names],
+                    "prefix": inputs.get("prefix"), "id": self.region}
+        if not self.bucket_exists and token.startswith("aws:s3/getObject"):
+            raise Exception(f"NoSuchBucket: s3://{inputs.get('bucket')}")   # fails the whole program
         if token == "aws:s3/getObjects:getObjects":
             keys = [inputs.get("prefix")] if self.sha_file_text is not None else []
             return {"bucket": inputs.get("bucket"), "keys": keys, "commonPrefixes": [], "owners": [],
@@ -157,8 +167,9 @@ class PlanMocks(pulumi_mocks.Mocks):
         if token == "aws:s3/getObject:getObject":
             if self.sha_file_text is None:
                 raise Exception(f"NoSuchKey: s3://{inputs.get('bucket')}/{inputs.get('key')}")
-            return {"body": self.sha_file_text, "contentType": "text/yaml", "bucket": inputs.get("bucket"),
-                    "key": inputs.get("key")}
+            data = self.sha_file_text if isinstance(self.sha_file_text, bytes) else self.sha_file_text.encode()
+            return provider_rules.get_object_result(inputs.get("bucket"), inputs.get("key"), data,
+                                                    self.sha_file_content_type, inputs.get("downloadBody"))
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "userId": "OFFLINE"}
         raise Exception(f"offline plan: no mock for invoke {token}")
@@ -212,7 +223,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                      "delete_before_replace": bool(request.deleteBeforeReplace),
                      "additional_secret_outputs": sorted(request.additionalSecretOutputs),
                      "replace_on_changes": sorted(request.replaceOnChanges),
-                     "ignore_changes": sorted(request.ignoreChanges)},
+                     "ignore_changes": sorted(request.ignoreChanges),
+                     "import": request.importId or None},
             inputs=inputs, id=rid if request.custom else None, state=state))
         obj = _sync_await(rpc.serialize_properties(state, {}))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=rid if request.custom else "", object=obj)

@@ -140,3 +140,29 @@ def check(typ: str, name: str, inputs: dict[str, Any], seed: str) -> dict[str, A
         raise ProviderCheckError(typ, name, auto.prop, f"autoname {checked[auto.prop]!r} is longer than "
                                                        f"{auto.max_len} characters")
     return checked
+
+
+# ----------------------------------------------------------------------------- data sources
+
+# aws.s3.get_object fills `body` only for these content types (pulumi-aws docs of getObject, from
+# terraform-provider-aws s3/object_data_source.go); `body_base64` only with `download_body`, for any type.
+TEXT_CONTENT_TYPES = ("application/json", "application/ld+json", "application/x-httpd-php",
+                      "application/xhtml+xml", "application/x-csh", "application/x-sh", "application/xml",
+                      "application/atom+xml", "application/x-sql", "application/yaml")
+
+
+def is_text_content_type(content_type: str) -> bool:
+    base = content_type.split(";", 1)[0].strip().lower()
+    return base.startswith("text/") or base in TEXT_CONTENT_TYPES
+
+
+def get_object_result(bucket: str, key: str, data: bytes, content_type: str, download_body: Any) -> dict:
+    """What `aws:s3/getObject:getObject` returns for an object holding `data`."""
+    import base64
+
+    result = {"bucket": bucket, "key": key, "contentType": content_type, "contentLength": len(data),
+              "body": data.decode("utf-8", "replace") if is_text_content_type(content_type) else "",
+              "bodyBase64": ""}
+    if str(download_body).lower() == "true":
+        result["bodyBase64"] = base64.b64encode(data).decode()
+    return result

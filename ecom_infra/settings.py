@@ -124,6 +124,7 @@ class ShaBucket:
     name: str
     key: str
     owner: bool            # exactly one stack owns (creates, protects) the bucket; the others only read it
+    adopt: bool = False    # owner stack only: import the existing bucket instead of creating it (first up)
 
 
 @dataclass(frozen=True)
@@ -426,15 +427,20 @@ def _parse_ami(raw: Any) -> Ami:
 def _parse_sha_bucket(raw: Any, environment: str) -> ShaBucket:
     key = "ecom-infra:shaBucket"
     obj = _mapping(raw, key, "{name: emami-ci-packages, key: sha_number.yml, owner: false}")
-    _unknown_keys(obj, {"name", "key", "owner"}, key)
+    _unknown_keys(obj, {"name", "key", "owner", "adopt"}, key)
     s3_key = _match(obj.get("key", "sha_number.yml"), S3_KEY_RE, f"{key}.key", "an S3 object key", "sha_number.yml")
     if ".." in s3_key:
         _fail(f"{key}.key", f"must not contain '..', got {_show(s3_key)}", "sha_number.yml")
+    owner = _bool(obj.get("owner", environment == "production"), f"{key}.owner")
+    adopt = _bool(obj.get("adopt", False), f"{key}.adopt")
+    if adopt and not owner:
+        _fail(f"{key}.adopt", "is only for the stack that owns the bucket (shaBucket.owner: true)", "false")
     return ShaBucket(
         name=_match(obj.get("name", "emami-ci-packages"), BUCKET_RE, f"{key}.name", "an S3 bucket name",
                     "emami-ci-packages"),
         key=s3_key,
-        owner=_bool(obj.get("owner", environment == "production"), f"{key}.owner"),
+        owner=owner,
+        adopt=adopt,
     )
 
 
