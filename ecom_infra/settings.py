@@ -159,6 +159,7 @@ class Settings:
     git_known_hosts: tuple[str, ...]
     has_tls_certificate: bool
     tags: dict[str, str] = field(default_factory=dict)
+    roll_hosts: tuple[str, ...] = ()   # hosts whose ami/keyName/userData changes apply in this run (replacing them)
 
     def app(self, name: str) -> App:
         for app in self.apps:
@@ -481,6 +482,19 @@ def _parse_known_hosts(raw: Any, apps: tuple[App, ...]) -> tuple[str, ...]:
     return parsed
 
 
+def _parse_roll_hosts(raw: Any, apps: tuple[App, ...]) -> tuple[str, ...]:
+    key = "ecom-infra:rollHosts"
+    known = ["haproxy-a", "haproxy-b"] + [f"{a.name}-{i + 1}" for a in apps for i in range(a.servers)]
+    hosts = _list(raw, key, "[haproxy-b]")
+    for i, host in enumerate(hosts):
+        if host not in known:
+            _fail(f"{key}[{i}]", f"must name a host of this stack ({', '.join(known[:4])}...), got {_show(host)}",
+                  "haproxy-b")
+    if len(set(hosts)) != len(hosts):
+        _fail(key, "names a host twice", "[haproxy-b]")
+    return tuple(hosts)
+
+
 # ----------------------------------------------------------------------------- entry points
 
 
@@ -490,7 +504,7 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
     `raw` maps keys without the `ecom-infra:` prefix (e.g. "apps") to values.
     """
     known = {"environment", "apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
-             "gitKnownHosts", "awsEndpoint", "tags", "deployKey", "sshPrivateKey", "tlsCertificate"}
+             "gitKnownHosts", "awsEndpoint", "tags", "deployKey", "sshPrivateKey", "tlsCertificate", "rollHosts"}
     for name in sorted(raw):
         if name not in known:
             _fail(f"ecom-infra:{name}", f"is not a known setting (known: {', '.join(sorted(known))})")
@@ -529,11 +543,12 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
         git_known_hosts=_parse_known_hosts(raw.get("gitKnownHosts"), apps),
         has_tls_certificate=has_tls_certificate,
         tags=dict(sorted(tags.items())),
+        roll_hosts=_parse_roll_hosts(raw.get("rollHosts"), apps),
     )
 
 
 STRUCTURED_KEYS = ("apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
-                   "gitKnownHosts", "tags")
+                   "gitKnownHosts", "tags", "rollHosts")
 PLAIN_KEYS = ("environment", "awsEndpoint")
 
 
