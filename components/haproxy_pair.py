@@ -23,6 +23,7 @@ from .host import Ec2Host, HostArgs
 from .remote_steps import run_steps
 
 NODE_NAMES = ("haproxy-a", "haproxy-b")   # haproxy-a is the intended (initial) master
+KEEPALIVED_STEPS = ("keepalived-notify-master", "keepalived-config")
 
 
 class HaproxyPair(pulumi.ComponentResource):
@@ -61,7 +62,7 @@ class HaproxyPair(pulumi.ComponentResource):
             f"{name}-eip-master", allocation_id=self.eip.allocation_id, instance_id=self.master.instance_id,
             allow_reassociation=True,
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["instanceId"]))
-        aws.iam.RolePolicy(f"{name}-move-eip", role=self.role.id,
+        self.move_eip = aws.iam.RolePolicy(f"{name}-move-eip", role=self.role.id,
                            policy=pulumi.Output.all(self.eip.arn, self.master.instance.arn,
                                                     self.backup.instance.arn).apply(
                                lambda arns: move_eip_policy(arns[0], arns[1:])),
@@ -85,8 +86,12 @@ class HaproxyPair(pulumi.ComponentResource):
             shape = self._steps(index, ["10.0.0.1", "10.0.0.2", "i-00000000", "i-00000001", "eipalloc-00000000",
                                         [(s.server_name, "10.0.0.3") for s in self.app_servers]])
             rendered = facts.apply(lambda f, i=index: self._steps(i, f))
+            # keepalived's notify_master calls ec2:AssociateAddress with the instance profile's
+            # credentials: its steps wait for the policy that allows it and for the profile.
+            iam = [self.move_eip, self.profile]
             commands = run_steps(node.host_name, shape, node.connection, node.instance_id, parent=self,
-                                 secrets=secrets, depends_on=after, rendered=rendered)
+                                 secrets=secrets, depends_on=after, rendered=rendered,
+                                 step_depends_on={s.name: iam for s in shape if s.name in KEEPALIVED_STEPS})
             self.node_commands.append(commands)
             after = [commands[-1]]
 

@@ -19,6 +19,10 @@ from ecom_infra.settings import Settings, Subnet
 from renderers.host import render_cloud_init
 
 
+# Instance inputs whose change replaces the host; they apply only to the hosts in `rollHosts`.
+ROLLED_ONLY = ["ami", "keyName", "userData"]
+
+
 @dataclass(frozen=True)
 class HostArgs:
     role: str                       # "app" or "haproxy"
@@ -67,11 +71,14 @@ class Ec2Host(pulumi.ComponentResource):
             tags=tags,
             volume_tags=tags,
             # A replacement takes over the static address, so the old instance must go first.
-            # A newer AMI or a rotated key pair would replace every host at once (both HAProxy
-            # nodes included): those changes wait for a deliberate `pulumi up --replace <urn>`,
-            # one host at a time (README runbook).
+            # A newer AMI, a rotated key pair or an edited cloud-init template would replace every
+            # host at once (both HAProxy nodes included): those changes are ignored, except on the
+            # hosts named in `rollHosts`, which a deliberate run replaces one at a time (README
+            # runbook). `--replace` alone is not enough: the engine keeps an ignored property's
+            # stored value, so the replacement would boot the old AMI and user data.
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["userData"],
-                                        delete_before_replace=True, ignore_changes=["ami", "keyName"]),
+                                        delete_before_replace=True,
+                                        ignore_changes=[] if name in settings.roll_hosts else ROLLED_ONLY),
         )
         self.instance_id = self.instance.id
         self.private_ip = self.instance.private_ip

@@ -4,6 +4,11 @@
   112) only from members of the same group (the two nodes).
 - App servers: HTTP only from the HAProxy group, SSH from the admin CIDRs.
 Egress stays open: hosts install packages and the HAProxy nodes call the EC2 API.
+
+Group names: AWS refuses a GroupName that begins with `sg-`, and pulumi-aws would autoname
+these `sg-haproxy-<random>` from their resource names, so every group gets a `name_prefix`
+(`<project>-<environment>-<role>-`; AWS adds a unique suffix, so a replacement can be created
+before the old group is deleted). `ecom_infra/provider_rules.py` holds the rule the mocks check.
 """
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ class SecurityGroups(pulumi.ComponentResource):
         ssh = {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": list(settings.ssh.admin_cidrs),
                "description": "SSH from admin networks"}
 
+        prefix = f"{settings.project}-{env}"
         self.haproxy = aws.ec2.SecurityGroup(
-            f"{name}-haproxy", vpc_id=settings.network.vpc_id,
+            f"{name}-haproxy", name_prefix=f"{prefix}-haproxy-", vpc_id=settings.network.vpc_id,
             description=f"HAProxy nodes ({env}): web from anywhere, VRRP between the pair",
             ingress=[
                 {"protocol": "tcp", "from_port": 80, "to_port": 80, "cidr_blocks": ["0.0.0.0/0"],
@@ -40,7 +46,7 @@ class SecurityGroups(pulumi.ComponentResource):
             egress=ALL_EGRESS, tags={"Role": "haproxy"}, opts=child)
 
         self.app = aws.ec2.SecurityGroup(
-            f"{name}-app", vpc_id=settings.network.vpc_id,
+            f"{name}-app", name_prefix=f"{prefix}-app-", vpc_id=settings.network.vpc_id,
             description=f"App servers ({env}): HTTP only from HAProxy",
             ingress=[
                 {"protocol": "tcp", "from_port": 80, "to_port": 80, "security_groups": [self.haproxy.id],

@@ -42,8 +42,14 @@ def _nth(rendered: list[Step], index: int, expected: Step) -> Step:
 def run_steps(prefix: str, steps: Sequence[Step], connection: Mapping, instance_id: pulumi.Input[str],
               parent: pulumi.Resource, secrets: Mapping[str, pulumi.Input[str]] | None = None,
               depends_on: Sequence[pulumi.Resource] = (),
-              rendered: pulumi.Output[list[Step]] | None = None) -> list[command.remote.Command]:
-    """One remote.Command per step, named `<prefix>-<step.name>`, each after the one before."""
+              rendered: pulumi.Output[list[Step]] | None = None,
+              step_depends_on: Mapping[str, Sequence[pulumi.Resource]] | None = None,
+              ) -> list[command.remote.Command]:
+    """One remote.Command per step, named `<prefix>-<step.name>`, each after the one before.
+
+    `step_depends_on` adds resources a named step must also wait for (e.g. the IAM policy a
+    step's script relies on).
+    """
     created: list[command.remote.Command] = []
     after: list[pulumi.Resource] = list(depends_on)
     for index, step in enumerate(steps):
@@ -72,7 +78,7 @@ def run_steps(prefix: str, steps: Sequence[Step], connection: Mapping, instance_
             # Output that could carry a secret stays out of the engine's logs as well.
             logging=command.remote.Logging.NONE if secret_io else None,
             opts=pulumi.ResourceOptions(
-                parent=parent, depends_on=after,
+                parent=parent, depends_on=[*after, *(step_depends_on or {}).get(step.name, ())],
                 delete_before_replace=step.delete_before_replace,
                 additional_secret_outputs=["stdout", "stderr"] if secret_io else None,
             ),

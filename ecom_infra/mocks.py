@@ -24,6 +24,8 @@ from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _sync_await
 
+from . import provider_rules
+
 ACCOUNT_ID = "123456789012"
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE = rpc._special_secret_sig
@@ -94,7 +96,9 @@ class PlanMocks(pulumi_mocks.Mocks):
 
     stack: str
     region: str = "us-east-1"
-    sha_file_text: str | None = None          # None: the object does not exist yet
+    sha_file_text: str | bytes | None = None  # None: the object does not exist yet
+    sha_file_content_type: str = "text/yaml"  # what the object was uploaded as (the Chef tooling: binary/octet-stream)
+    bucket_exists: bool = True                # False: a first `up` of the owner stack, before the bucket exists
     subnet_cidrs: dict[str, str] = field(default_factory=dict)   # subnet id -> block (the local fleet's moto)
 
     def _id(self, prefix: str, typ: str, name: str, length: int = 17) -> str:
@@ -102,8 +106,12 @@ class PlanMocks(pulumi_mocks.Mocks):
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         typ, name = args.typ, args.name
-        inputs = unwrap(args.inputs)
+        # The provider's Check: autonames and input rules (a real preview fails on these too).
+        seed = f"{self.stack}/{typ}/{name}"
+        inputs = provider_rules.check(typ, name, unwrap(args.inputs), seed=seed)
+        inputs.update(provider_rules.autonames(typ, name, inputs, seed=seed))   # a prefix's name, in state
         state: dict[str, Any] = dict(args.inputs)
+        state.update(provider_rules.autonames(typ, name, unwrap(args.inputs), seed=seed))
         arn_prefix = f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}"
         rid = self._id(f"{name}-", typ, name, 8)
 
@@ -120,16 +128,16 @@ class PlanMocks(pulumi_mocks.Mocks):
             rid = self._id("eipassoc-", typ, name)
         elif typ == "aws:ec2/securityGroup:SecurityGroup":
             rid = self._id("sg-", typ, name)
-            state.update(arn=f"{arn_prefix}:security-group/{rid}")
+            state.update(name=inputs["name"], arn=f"{arn_prefix}:security-group/{rid}")
         elif typ == "aws:ec2/keyPair:KeyPair":
-            rid = inputs.get("keyName") or f"{name}-{_digest(self.stack, name)[:7]}"
+            rid = inputs["keyName"]
             state.update(keyName=rid, arn=f"{arn_prefix}:key-pair/{rid}")
         elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
-            rid = f"{name}-{_digest(self.stack, typ, name)[:7]}"
+            rid = inputs["name"]
             kind = "role" if typ.endswith("Role") else "instance-profile"
             state.update(name=rid, arn=f"arn:aws:iam::{ACCOUNT_ID}:{kind}/{rid}")
         elif typ == "aws:s3/bucket:Bucket":
-            rid = inputs.get("bucket") or name
+            rid = inputs["bucket"]
             state.update(bucket=rid, arn=f"arn:aws:s3:::{rid}")
         elif typ == "tls:index/privateKey:PrivateKey":
             keys = ed25519_keypair(f"{self.stack}/{name}")
@@ -144,6 +152,14 @@ class PlanMocks(pulumi_mocks.Mocks):
             pattern = next((f["values"][0] for f in inputs.get("filters", []) if f.get("name") == "name"), "")
             return {"id": self._id("ami-", token, pattern), "name": pattern.replace("*", "20261101-1"),
                     "architecture": "x86_64"}
+        if token == "aws:s3/getBuckets:getBuckets":
+            # The program asks for its own bucket by name (as the prefix).
+            names = [inputs["prefix"]] if self.bucket_exists and inputs.get("prefix") else []
+            return {"buckets": [{"name": n, "arn": f"arn:aws:s3:::{n}", "bucketRegion": self.region,
+                                 "creationDate": "2020-01-01T00:00:00Z"} for n in names],
+                    "prefix": inputs.get("prefix"), "id": self.region}
+        if not self.bucket_exists and token.startswith("aws:s3/getObject"):
+            raise Exception(f"NoSuchBucket: s3://{inputs.get('bucket')}")   # fails the whole program
         if token == "aws:s3/getObjects:getObjects":
             keys = [inputs.get("prefix")] if self.sha_file_text is not None else []
             return {"bucket": inputs.get("bucket"), "keys": keys, "commonPrefixes": [], "owners": [],
@@ -151,8 +167,9 @@ class PlanMocks(pulumi_mocks.Mocks):
         if token == "aws:s3/getObject:getObject":
             if self.sha_file_text is None:
                 raise Exception(f"NoSuchKey: s3://{inputs.get('bucket')}/{inputs.get('key')}")
-            return {"body": self.sha_file_text, "contentType": "text/yaml", "bucket": inputs.get("bucket"),
-                    "key": inputs.get("key")}
+            data = self.sha_file_text if isinstance(self.sha_file_text, bytes) else self.sha_file_text.encode()
+            return provider_rules.get_object_result(inputs.get("bucket"), inputs.get("key"), data,
+                                                    self.sha_file_content_type, inputs.get("downloadBody"))
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "userId": "OFFLINE"}
         raise Exception(f"offline plan: no mock for invoke {token}")
@@ -206,7 +223,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                      "delete_before_replace": bool(request.deleteBeforeReplace),
                      "additional_secret_outputs": sorted(request.additionalSecretOutputs),
                      "replace_on_changes": sorted(request.replaceOnChanges),
-                     "ignore_changes": sorted(request.ignoreChanges)},
+                     "ignore_changes": sorted(request.ignoreChanges),
+                     "import": request.importId or None},
             inputs=inputs, id=rid if request.custom else None, state=state))
         obj = _sync_await(rpc.serialize_properties(state, {}))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=rid if request.custom else "", object=obj)

@@ -124,6 +124,7 @@ class ShaBucket:
     name: str
     key: str
     owner: bool            # exactly one stack owns (creates, protects) the bucket; the others only read it
+    adopt: bool = False    # owner stack only: import the existing bucket instead of creating it (first up)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ class Settings:
     git_known_hosts: tuple[str, ...]
     has_tls_certificate: bool
     tags: dict[str, str] = field(default_factory=dict)
+    roll_hosts: tuple[str, ...] = ()   # hosts whose ami/keyName/userData changes apply in this run (replacing them)
 
     def app(self, name: str) -> App:
         for app in self.apps:
@@ -426,15 +428,20 @@ def _parse_ami(raw: Any) -> Ami:
 def _parse_sha_bucket(raw: Any, environment: str) -> ShaBucket:
     key = "ecom-infra:shaBucket"
     obj = _mapping(raw, key, "{name: emami-ci-packages, key: sha_number.yml, owner: false}")
-    _unknown_keys(obj, {"name", "key", "owner"}, key)
+    _unknown_keys(obj, {"name", "key", "owner", "adopt"}, key)
     s3_key = _match(obj.get("key", "sha_number.yml"), S3_KEY_RE, f"{key}.key", "an S3 object key", "sha_number.yml")
     if ".." in s3_key:
         _fail(f"{key}.key", f"must not contain '..', got {_show(s3_key)}", "sha_number.yml")
+    owner = _bool(obj.get("owner", environment == "production"), f"{key}.owner")
+    adopt = _bool(obj.get("adopt", False), f"{key}.adopt")
+    if adopt and not owner:
+        _fail(f"{key}.adopt", "is only for the stack that owns the bucket (shaBucket.owner: true)", "false")
     return ShaBucket(
         name=_match(obj.get("name", "emami-ci-packages"), BUCKET_RE, f"{key}.name", "an S3 bucket name",
                     "emami-ci-packages"),
         key=s3_key,
-        owner=_bool(obj.get("owner", environment == "production"), f"{key}.owner"),
+        owner=owner,
+        adopt=adopt,
     )
 
 
@@ -475,6 +482,19 @@ def _parse_known_hosts(raw: Any, apps: tuple[App, ...]) -> tuple[str, ...]:
     return parsed
 
 
+def _parse_roll_hosts(raw: Any, apps: tuple[App, ...]) -> tuple[str, ...]:
+    key = "ecom-infra:rollHosts"
+    known = ["haproxy-a", "haproxy-b"] + [f"{a.name}-{i + 1}" for a in apps for i in range(a.servers)]
+    hosts = _list(raw, key, "[haproxy-b]")
+    for i, host in enumerate(hosts):
+        if host not in known:
+            _fail(f"{key}[{i}]", f"must name a host of this stack ({', '.join(known[:4])}...), got {_show(host)}",
+                  "haproxy-b")
+    if len(set(hosts)) != len(hosts):
+        _fail(key, "names a host twice", "[haproxy-b]")
+    return tuple(hosts)
+
+
 # ----------------------------------------------------------------------------- entry points
 
 
@@ -484,7 +504,7 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
     `raw` maps keys without the `ecom-infra:` prefix (e.g. "apps") to values.
     """
     known = {"environment", "apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
-             "gitKnownHosts", "awsEndpoint", "tags", "deployKey", "sshPrivateKey", "tlsCertificate"}
+             "gitKnownHosts", "awsEndpoint", "tags", "deployKey", "sshPrivateKey", "tlsCertificate", "rollHosts"}
     for name in sorted(raw):
         if name not in known:
             _fail(f"ecom-infra:{name}", f"is not a known setting (known: {', '.join(sorted(known))})")
@@ -523,11 +543,12 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
         git_known_hosts=_parse_known_hosts(raw.get("gitKnownHosts"), apps),
         has_tls_certificate=has_tls_certificate,
         tags=dict(sorted(tags.items())),
+        roll_hosts=_parse_roll_hosts(raw.get("rollHosts"), apps),
     )
 
 
 STRUCTURED_KEYS = ("apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
-                   "gitKnownHosts", "tags")
+                   "gitKnownHosts", "tags", "rollHosts")
 PLAIN_KEYS = ("environment", "awsEndpoint")
 
 

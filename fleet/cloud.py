@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ecom_infra import provider_rules
 from ecom_infra.mocks import PlanMocks, unwrap
 
 from . import moto
@@ -117,12 +118,20 @@ class MotoMocks(PlanMocks):
     def call(self, args) -> Any:
         """The sha file is read from moto's S3, where `ecom-deploy stage` wrote it."""
         inputs = unwrap(args.args)
-        if args.token in ("aws:s3/getObjects:getObjects", "aws:s3/getObject:getObject"):
+        if args.token in ("aws:s3/getObjects:getObjects", "aws:s3/getObject:getObject", "aws:s3/getBuckets:getBuckets"):
             s3 = moto.client(self.endpoint, "s3", self.region)
+            if args.token.endswith("getBuckets"):
+                prefix = inputs.get("prefix") or ""
+                names = [b["Name"] for b in s3.list_buckets().get("Buckets", []) if b["Name"].startswith(prefix)]
+                return {"buckets": [{"name": n, "arn": f"arn:aws:s3:::{n}", "bucketRegion": self.region}
+                                    for n in names], "prefix": prefix, "id": self.region}
             if args.token.endswith("getObjects"):
                 listing = s3.list_objects_v2(Bucket=inputs["bucket"], Prefix=inputs.get("prefix", ""))
                 return {"bucket": inputs["bucket"], "keys": [o["Key"] for o in listing.get("Contents", [])],
                         "commonPrefixes": [], "owners": [], "requestCharged": "", "id": inputs["bucket"]}
-            body = s3.get_object(Bucket=inputs["bucket"], Key=inputs["key"])["Body"].read().decode()
-            return {"body": body, "contentType": "text/yaml", "bucket": inputs["bucket"], "key": inputs["key"]}
+            obj = s3.get_object(Bucket=inputs["bucket"], Key=inputs["key"])
+            # Shaped as the provider shapes it: `body` only for text content types (provider_rules).
+            return provider_rules.get_object_result(inputs["bucket"], inputs["key"], obj["Body"].read(),
+                                                    obj.get("ContentType") or "binary/octet-stream",
+                                                    inputs.get("downloadBody"))
         return super().call(args)

@@ -311,3 +311,52 @@ def test_gems_from_rubygems_get_a_compiler_and_ruby_headers():
     local = ruby_step(AppServerSpec(**base, bundle_local=True)).create
     assert "build-essential" in remote and "ruby-dev" in remote
     assert "build-essential" not in local and "ruby-rails" in local
+
+
+# ---------------------------------------------------------------- first boot: cloud-init and apt
+
+
+def _first_scripts() -> dict[str, str]:
+    from renderers.haproxy import render_packages_script  # noqa: PLC0415
+
+    return {"app": app_server_steps(BASE)[0].create, "haproxy": render_packages_script()}
+
+
+def test_the_first_step_on_each_host_waits_for_cloud_init_when_the_image_has_it():
+    assert app_server_steps(BASE)[0].name == "deploy-user"
+    for role, script in _first_scripts().items():
+        guard = script.index("if command -v cloud-init >/dev/null 2>&1; then")
+        assert script.index("cloud-init status --wait") > guard, role
+        assert script.index("cloud-init status --wait") < script.find("apt-get") or "apt-get" not in script
+    later = [s.create for s in app_server_steps(BASE)[1:]]
+    assert not [s for s in later if "cloud-init status" in s]       # once per host, in its first step
+
+
+def test_every_apt_get_waits_for_the_dpkg_lock():
+    from renderers.haproxy import render_packages_script  # noqa: PLC0415
+
+    scripts = [s.create for spec in VARIANTS.values() for s in app_server_steps(spec)] + [render_packages_script()]
+    calls = [line for script in scripts for line in script.splitlines() if re.search(r"^\s*apt-get ", line)]
+    assert calls and all("-o DPkg::Lock::Timeout=" in line for line in calls), calls
+
+
+@pytest.mark.parametrize("stub_rc,step_rc,said", [(0, 0, ""), (2, 0, "warning: cloud-init finished with"),
+                                                  (1, 1, "error: cloud-init failed (exit 1)"), (None, 0, "")])
+def test_the_cloud_init_wait_runs(tmp_path, stub_rc, step_rc, said):
+    from renderers import render  # noqa: PLC0415
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    if stub_rc is not None:            # None: an image without cloud-init
+        stub = bindir / "cloud-init"
+        stub.write_text(f"#!/bin/sh\n[ \"$2\" = --long ] && echo 'status: done'\necho \"$@\" >> {tmp_path}/calls\n"
+                        f"exit {stub_rc}\n")
+        stub.chmod(0o755)
+    script = "set -euo pipefail\n" + render("host/wait_for_cloud_init.sh.j2") + "echo next-line\n"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{bindir}:/usr/bin:/bin"})
+    assert done.returncode == step_rc, done.stderr
+    assert said in done.stderr
+    assert ("next-line" in done.stdout) == (step_rc == 0)
+    if stub_rc is not None:
+        assert "status --wait" in (tmp_path / "calls").read_text()

@@ -65,10 +65,31 @@ def test_every_instance_is_hardened_and_tagged(plans, stack):
             assert i["tags"]["App"] == r["name"].rsplit("-", 1)[0]
 
 
-def test_a_new_ami_or_key_pair_never_replaces_hosts_by_itself(plans):
+def test_a_new_ami_key_pair_or_cloud_init_never_replaces_hosts_by_itself(plans):
+    # A cloud-init template edit changes every host's user data: with user_data_replace_on_change
+    # and delete-before-replace that deleted every instance at once, both HAProxy nodes included.
     for r in resources_of(plans("production"), INSTANCE):
-        assert r["options"]["ignore_changes"] == ["ami", "keyName"], r["name"]
+        assert r["options"]["ignore_changes"] == ["ami", "keyName", "userData"], r["name"]
+        assert "userData" not in r["options"]["replace_on_changes"]
         assert r["options"]["delete_before_replace"]        # the replacement takes over the static address
+
+
+def test_roll_hosts_lets_exactly_the_named_hosts_take_a_new_image_or_user_data():
+    plan = offline_plan.run("production", sha_file_text=None,
+                            config_overrides={"ecom-infra:rollHosts": '["haproxy-b"]'}).to_dict()
+    ignored = {r["name"]: r["options"]["ignore_changes"] for r in resources_of(plan, INSTANCE)}
+    assert ignored.pop("haproxy-b") == []
+    assert set(map(tuple, ignored.values())) == {("ami", "keyName", "userData")}
+    [node_b] = [r for r in resources_of(plan, INSTANCE) if r["name"] == "haproxy-b"]
+    assert node_b["inputs"]["userDataReplaceOnChange"] is True   # so its new user data replaces it
+
+
+@pytest.mark.parametrize("value,problem", [('["haproxy-c"]', "must name a host of this stack"),
+                                           ('["haproxy-b", "haproxy-b"]', "names a host twice"),
+                                           ('"haproxy-b"', "must be a list")])
+def test_roll_hosts_must_name_hosts_of_the_stack(value, problem):
+    with pytest.raises(ConfigError, match=r"^ecom-infra:rollHosts(\[0\])?: " + problem):
+        offline_plan.run("production", sha_file_text=None, config_overrides={"ecom-infra:rollHosts": value})
 
 
 def test_tls_certificate_travels_only_on_stdin_of_the_cert_steps():

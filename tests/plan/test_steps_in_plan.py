@@ -140,3 +140,27 @@ def test_adding_a_server_adds_it_to_both_haproxy_nodes():
     ip = revealed["hosts"]["ecom-platform-3"]["privateIp"]
     for node in ("haproxy-a", "haproxy-b"):
         assert f"server ecom-platform-3 {ip}:80" in by_name(revealed)[f"{node}-haproxy-config"]["inputs"]["create"]
+
+
+def test_keepalived_steps_wait_for_the_iam_policy_that_lets_them_move_the_eip(staging):
+    plan, _ = staging
+    urns = {r["type"]: r["urn"] for r in plan["resources"]
+            if r["type"] in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/instanceProfile:InstanceProfile")}
+    assert len(urns) == 2
+    for node in ("haproxy-a", "haproxy-b"):
+        for step in ("keepalived-notify-master", "keepalived-config"):
+            deps = by_name(plan)[f"{node}-{step}"]["dependencies"]
+            assert set(urns.values()) <= set(deps), (node, step)
+    # Steps that do not call AWS do not wait for IAM.
+    assert urns["aws:iam/rolePolicy:RolePolicy"] not in by_name(plan)["haproxy-a-haproxy-packages"]["dependencies"]
+
+
+def test_the_bucket_settings_are_applied_one_after_the_other(plans):
+    # S3 answers parallel changes to one bucket's settings with OperationAborted.
+    plan = plans("production")
+    names = ["sha-bucket", "sha-bucket-public-access", "sha-bucket-ownership", "sha-bucket-versioning",
+             "sha-bucket-encryption", "sha-bucket-tls-only"]
+    urn = {r["name"]: r["urn"] for r in plan["resources"] if r["name"] in names and r["custom"]}
+    for before, after in zip(names, names[1:]):
+        [setting] = [r for r in plan["resources"] if r["urn"] == urn[after]]
+        assert urn[before] in setting["dependencies"], (before, after)

@@ -1,6 +1,7 @@
 """The CI workflows: actionlint (with shellcheck on every run: step) and the facts the flow relies on."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -122,15 +123,66 @@ def test_promotion_is_by_hand_promotes_then_deploys_production():
     assert names.index("pulumi up") > next(i for i, s in enumerate(job["steps"]) if "promote" in s.get("run", ""))
 
 
-def test_the_reusable_workflow_stages_then_deploys_staging():
+def test_apps_dispatch_a_release_that_stages_then_deploys_staging_here():
     doc = load("app-release.yml")
-    call = doc["on"]["workflow_call"]
-    assert call["inputs"]["app"]["required"] and call["inputs"]["sha"]["required"]
-    [job] = doc["jobs"].values()
-    stage_at = next(i for i, s in enumerate(job["steps"]) if "ecom-deploy stage --env staging" in s.get("run", ""))
-    up_at = next(i for i, s in enumerate(job["steps"]) if s.get("uses", "").startswith("pulumi/actions@"))
-    assert stage_at < up_at
-    assert job["steps"][up_at]["with"]["command"] == "up" and job["steps"][up_at]["with"]["stack-name"] == "staging"
+    # Dispatched into this repository, never called as a reusable workflow: a called workflow
+    # would run `up` in the app's repository, outside this repository's concurrency groups.
+    assert set(doc["on"]) == {"workflow_dispatch"}
+    inputs = doc["on"]["workflow_dispatch"]["inputs"]
+    assert inputs["sha"]["required"] and inputs["app"]["type"] == "choice"
+    stage, up = doc["jobs"]["stage"], doc["jobs"]["up"]
+    assert "ecom-deploy stage --env staging" in run_text(stage) and not steps_using(stage, "pulumi/actions")
+    assert up["needs"] == "stage"
+    assert [(c, i["stack-name"]) for c, i in pulumi_steps({"jobs": {"up": up}})] == [("up", "staging")]
+    # Staging is written outside the group: a pending `up` that a newer one cancels loses no sha.
+    assert "concurrency" not in stage and "concurrency" not in doc
+
+
+def up_jobs() -> list[tuple[str, str, dict]]:
+    """(workflow, job name, job) for every job that runs `pulumi up`."""
+    found = []
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for name, job in load(path.name)["jobs"].items():
+            if [c for c, _ in pulumi_steps({"jobs": {name: job}}) if c == "up"]:
+                found.append((path.name, name, job))
+    return found
+
+
+def test_every_up_runs_on_the_configured_runner_inside_the_vpc():
+    jobs = up_jobs()
+    assert len(jobs) == 4
+    for workflow, name, job in jobs:
+        assert job["runs-on"] == "${{ fromJSON(vars.DEPLOY_RUNNER) }}", (workflow, name)
+    readme = (ROOT / "README.md").read_text()
+    assert "DEPLOY_RUNNER" in readme and "ssh.adminCidrs" in readme
+
+
+def test_every_up_of_staging_goes_through_one_concurrency_group():
+    groups = {}
+    for workflow, name, job in up_jobs():
+        [(_, inputs)] = [(c, i) for c, i in pulumi_steps({"jobs": {name: job}}) if c == "up"]
+        doc = load(workflow)
+        concurrency = job.get("concurrency") or doc.get("concurrency")
+        assert concurrency and concurrency["cancel-in-progress"] is False, (workflow, name)
+        for stack in (["staging", "production"] if inputs["stack-name"] == "${{ inputs.env }}"
+                      else [inputs["stack-name"]]):
+            group = concurrency["group"].replace("${{ inputs.env }}", stack)
+            groups.setdefault(stack, set()).add(group)
+            assert "${{" not in group, (workflow, name)            # no per-app or per-run groups
+    assert groups == {"staging": {"pulumi-staging"}, "production": {"pulumi-production"}}
+    staging_ups = [w for w, n, j in up_jobs() if "staging" in json.dumps(pulumi_steps({"jobs": {n: j}}))
+                   or "inputs.env" in json.dumps(pulumi_steps({"jobs": {n: j}}))]
+    assert sorted(set(staging_ups)) == ["app-release.yml", "deploy-staging.yml", "rollback.yml"]
+
+
+def test_a_sha_is_written_before_and_outside_the_up_jobs_group():
+    # GitHub cancels an older *pending* run of a group: the write must not wait in the group with it.
+    for workflow in ("app-release.yml", "rollback.yml"):
+        doc = load(workflow)
+        [(up_name, up)] = [(n, j) for w, n, j in up_jobs() if w == workflow]
+        writer = doc["jobs"][up["needs"]]
+        assert "ecom-deploy " in run_text(writer) and "concurrency" not in writer, workflow
+        assert "ecom-deploy " not in run_text(up), workflow
 
 
 def test_the_app_choices_match_the_stack_files():
@@ -138,6 +190,8 @@ def test_the_app_choices_match_the_stack_files():
         pytest.fail("no Pulumi.<stack>.yaml in the repository")
     declared = {app for env in stacks.known_stacks() for app in stacks.known_apps(env)}
     promote = load("promote-production.yml")["on"]["workflow_dispatch"]["inputs"]["app"]["options"]
+    release = load("app-release.yml")["on"]["workflow_dispatch"]["inputs"]["app"]["options"]
+    assert set(release) == declared
     rollback = load("rollback.yml")["on"]["workflow_dispatch"]["inputs"]
     assert set(promote) == declared | {"all"}
     assert set(rollback["app"]["options"]) == declared
