@@ -81,7 +81,8 @@ def read_release_shas(settings: Settings, provider: pulumi.ProviderResource | No
     if text is None:
         raise ConfigError(f"s3://{bucket}/{key}", "has no readable body: upload it with a text content type "
                                                     "(ecom-deploy stage does)", "Content-Type: text/yaml")
-    shas = shafile.parse(text, apps, source=f"s3://{bucket}/{key}").get(settings.environment, {})
+    shas = shafile.parse(text, apps, source=f"s3://{bucket}/{key}",   # other stacks' entries: theirs
+                         environment=settings.environment).get(settings.environment, {})
     result_map: dict[str, str | None] = {app: shas.get(app) for app in apps}
     missing = [app for app, sha in result_map.items() if sha is None]
     if missing:
