@@ -160,6 +160,7 @@ def run(stack: str, *, sha_file_text: str | None = None, secrets: dict[str, str]
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
+    project_dir = Path(project_dir).resolve()   # the run chdirs into it; a relative path would then miss
     config, secret_keys = stack_config(stack, project_dir, secrets)
     config.update(config_overrides or {})
     # No raw config is read here (settings.py is its only reader): PlanMocks gives addresses

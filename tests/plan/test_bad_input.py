@@ -170,3 +170,46 @@ def test_a_huge_unknown_key_is_not_echoed_in_full():
     with pytest.raises(ConfigError) as info:
         parse({**with_("deploy.root", "/srv/www"), "x" * 10_000: 1})
     assert len(str(info.value)) < 400
+
+
+# -- 9. the plan verbs' file arguments -------------------------------------------------------------------
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from ecom_infra import cli
+
+    capsys.readouterr()
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(result: tuple[int, str, str], starts_with: str) -> None:
+    code, out, err = result
+    assert code == 2 and out == "", result
+    assert len(err.splitlines()) == 1 and err.startswith(f"ecom-deploy: error: {starts_with}"), err
+
+
+def test_a_non_utf8_sha_file_is_one_line(capsys, tmp_path):
+    sha_file = tmp_path / "sha_number.yml"
+    sha_file.write_bytes(b"staging:\n  ecom-platform: \xff\xfe\n")
+    one_line_error(run_cli(capsys, "plan", "--stack", "staging", "--sha-file", str(sha_file)),
+                   f"--sha-file {sha_file}: is not valid UTF-8 (byte 26)")
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b'{"resources": [{"type": "x"}]}', ": resources[0].urn: is missing"),
+    (b'{"resources": ["x"]}', ": resources[0].urn: is missing"),
+    (b'{"resources": [], "hosts": {"a": 1}}', ": hosts: must map host names"),
+    (b'{"resources": []}\xff', ": is not valid UTF-8"),
+], ids=["no-urn", "not-an-object", "bad-hosts", "not-utf8"])
+def test_a_diff_input_of_the_wrong_shape_is_one_line(capsys, tmp_path, plans, content, problem):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(plans("staging")))
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    one_line_error(run_cli(capsys, "diff", str(good), str(bad)), f"{bad}{problem}")
+
+
+def test_a_relative_project_dir_plans(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT.parent)
+    code, out, _ = run_cli(capsys, "plan", "--stack", "staging", "--json", "--project-dir", ROOT.name)
+    assert code == 0 and json.loads(out)["stack"] == "staging"
