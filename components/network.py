@@ -27,8 +27,8 @@ class SecurityGroups(pulumi.ComponentResource):
         super().__init__("ecom:network:SecurityGroups", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         env = settings.environment
-        ssh = {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": list(settings.ssh.admin_cidrs),
-               "description": "SSH from admin networks"}
+        ssh = {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": list(settings.ssh.admin_cidrs_v4),
+               "ipv6_cidr_blocks": list(settings.ssh.admin_cidrs_v6), "description": "SSH from admin networks"}
 
         prefix = f"{settings.project}-{env}"
         self.haproxy = aws.ec2.SecurityGroup(

@@ -113,7 +113,9 @@ def read_release_shas(settings: Settings, provider: pulumi.ProviderResource | No
         # as binary/octet-stream has an empty body); body_base64 holds the object whatever its type.
         obj = aws.s3.get_object(bucket=bucket, key=key, download_body="true", opts=invoke_opts)
         text = _decode(obj.body_base64, obj.content_type, source)
-    shas = shafile.parse(text, apps, source=source).get(settings.environment, {}) if text is not None else {}
+    # Other stacks' entries are theirs: this stack reads and checks only its own environment's.
+    shas = (shafile.parse(text, apps, source=source, environment=settings.environment).get(settings.environment, {})
+            if text is not None else {})
     result_map: dict[str, str | None] = {app: shas.get(app) for app in apps}
     missing = [app for app, sha in result_map.items() if sha is None]
     if missing:

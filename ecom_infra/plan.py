@@ -160,14 +160,13 @@ def run(stack: str, *, sha_file_text: str | None = None, secrets: dict[str, str]
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
+    project_dir = Path(project_dir).resolve()   # the run chdirs into it; a relative path would then miss
     config, secret_keys = stack_config(stack, project_dir, secrets)
     config.update(config_overrides or {})
-    network = json.loads(config.get("ecom-infra:network", "{}") or "{}")
-    subnet_cidrs = {s.get("id"): s.get("cidr", f"10.0.{i + 1}.0/24")
-                    for i, s in enumerate(network.get("subnets", []) if isinstance(network, dict) else [])
-                    if isinstance(s, dict)}
+    # No raw config is read here (settings.py is its only reader): PlanMocks gives addresses
+    # from the program's inputs; only the fleet's mocks need subnet blocks, and bring their own.
     mocks = mocks or plan_mocks.PlanMocks(stack=stack, region=config.get("aws:region", "us-east-1"),
-                                          sha_file_text=sha_file_text, subnet_cidrs=subnet_cidrs)
+                                          sha_file_text=sha_file_text)
     monitor = plan_mocks.RecordingMonitor(mocks)
     collector = _WarningCollector()
     logger = logging.getLogger(f"ecom-plan-{stack}")

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from . import plan as offline_plan
+from . import shafile
 from .errors import ConfigError
 from .stacks import PROJECT_DIR
 
@@ -43,7 +44,7 @@ def _read_sha_file(path: Path | None) -> str | None:
         return None
     if not path.is_file():
         raise ConfigError("--sha-file", f"{path} does not exist", "sha_number.yml")
-    return path.read_text()
+    return shafile.decode(path.read_bytes(), f"--sha-file {path}")
 
 
 def _read_secrets(path: Path | None) -> dict[str, str] | None:
@@ -158,13 +159,26 @@ def execution_order(doc: dict) -> list[str]:
 
 def _load_plan(path: Path) -> dict:
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (FileNotFoundError, IsADirectoryError):
         raise ConfigError(str(path), "does not exist", "plan.json from `ecom-deploy plan --json`") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"is not valid UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(str(path), f"is not JSON ({exc.msg} at line {exc.lineno})") from None
+    example = "ecom-deploy plan --stack staging --json"
     if not isinstance(doc, dict) or not isinstance(doc.get("resources"), list):
-        raise ConfigError(str(path), "is not a plan (no resources list)", "ecom-deploy plan --stack staging --json")
+        raise ConfigError(str(path), "is not a plan (no resources list)", example)
+    if not isinstance(doc.get("hosts", {}), dict) or not all(
+            isinstance(h, dict) for h in doc.get("hosts", {}).values()):
+        raise ConfigError(f"{path}: hosts", "must map host names to objects", example)
+    # diff_plans reads these fields of every resource; a hand-made or truncated plan lacks some.
+    shape = {"urn": str, "type": str, "name": str, "inputs": dict, "options": dict}
+    for i, r in enumerate(doc["resources"]):
+        for field, kind in shape.items():
+            if not isinstance(r, dict) or not isinstance(r.get(field), kind):
+                raise ConfigError(f"{path}: resources[{i}].{field}", f"is missing or not a {kind.__name__}",
+                                  example)
     return doc
 
 
@@ -173,7 +187,7 @@ def diff_plans(old: dict, new: dict) -> list[tuple[str, str, str, list[str]]]:
     def index(doc: dict) -> dict[str, dict]:
         return {r["urn"]: r for r in doc["resources"]}
 
-    names = {h["privateIp"]: name for doc in (old, new) for name, h in doc.get("hosts", {}).items()}
+    names = {h.get("privateIp"): name for doc in (old, new) for name, h in doc.get("hosts", {}).items()}
 
     def host_of(r: dict) -> str:
         conn = r["inputs"].get("connection")

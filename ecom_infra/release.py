@@ -139,7 +139,13 @@ def s3_errors(location: Location, endpoint_url: str | None = None) -> Iterator[N
     """Turn the S3 failures a person can cause into one-line ConfigErrors naming the cause."""
     try:
         yield
-    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise ConfigError("AWS_PROFILE", f"profile {exc.kwargs.get('profile')!r} is not in the AWS config "
+                                         "files") from None
+    except botocore.exceptions.PartialCredentialsError as exc:
+        raise ConfigError("AWS credentials", f"partial credentials in {exc.kwargs.get('provider')}: "
+                                             f"{exc.kwargs.get('cred_var')} is missing") from None
+    except botocore.exceptions.NoCredentialsError:
         raise ConfigError("AWS credentials", "none found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                                              "AWS_PROFILE or use an instance role") from None
     except botocore.exceptions.EndpointConnectionError as exc:
@@ -158,6 +164,14 @@ def s3_errors(location: Location, endpoint_url: str | None = None) -> Iterator[N
         raise ConfigError(str(location), f"S3 error {code}: {message}") from None
     except botocore.exceptions.BotoCoreError as exc:   # timeouts, bad endpoint URL, region...
         raise ConfigError(str(location), f"S3 request failed: {exc}") from None
+
+
+def _body_text(reply: dict, source: str) -> str:
+    """The object's text, refusing an oversized object before downloading it."""
+    if int(reply.get("ContentLength") or 0) > shafile.MAX_BYTES:
+        reply["Body"].close()
+        raise ConfigError(source, f"is larger than {shafile.MAX_BYTES // 1024} KiB: not a sha file")
+    return shafile.decode(reply["Body"].read(shafile.MAX_BYTES + 1), source)
 
 
 def backoff_delay(attempt: int, rand: Callable[[float, float], float] = random.uniform) -> float:
@@ -186,12 +200,13 @@ class ShaStore:
 
     def __init__(self, client, location: Location, apps: Sequence[str], *,
                  endpoint_url: str | None = None, attempts: int = DEFAULT_ATTEMPTS,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, environments: Sequence[str] | None = None):
         if not apps:
             raise ValueError("ShaStore needs the list of known apps")
         self.client = client
         self.location = location
         self.apps = list(apps)
+        self.environments = list(environments) if environments is not None else None   # None: any
         self.endpoint_url = endpoint_url
         self.attempts = attempts
         self.sleep = sleep
@@ -206,8 +221,8 @@ class ShaStore:
                 if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
                     return Snapshot({}, None, None)
                 raise
-            text = reply["Body"].read().decode("utf-8", errors="replace")
-        shas = shafile.parse(text, self.apps, source=str(self.location))
+            text = _body_text(reply, str(self.location))
+        shas = shafile.parse(text, self.apps, source=str(self.location), environments=self.environments)
         return Snapshot(shas, reply["ETag"], reply.get("VersionId"))
 
     def versions_newest_first(self) -> Iterator[_Version]:
@@ -229,9 +244,10 @@ class ShaStore:
     def _fetch_version(self, version_id: str, modified: datetime) -> _Version:
         reply = self.client.get_object(Bucket=self.location.bucket, Key=self.location.key,
                                        VersionId=version_id)
-        text = reply["Body"].read().decode("utf-8", errors="replace")
         try:
-            shas: ShaMap | None = shafile.parse(text, self.apps, source=str(self.location))
+            text = _body_text(reply, str(self.location))
+            shas: ShaMap | None = shafile.parse(text, self.apps, source=str(self.location),
+                                                environments=self.environments)
         except ConfigError:
             shas = None   # a hand-edited broken version: history skips it, it never ran
         return _Version(version_id, modified, shas, dict(reply.get("Metadata") or {}))

@@ -21,7 +21,7 @@ import yaml
 
 from . import release, stacks
 from .errors import ConfigError
-from .settings import BUCKET_RE, HTTP_URL_RE
+from .settings import BUCKET_RE, http_url, parse_git_remote, redact_url
 from .shafile import EXAMPLE_SHA, check_sha
 
 ENV_BUCKET = "ECOM_SHA_BUCKET"
@@ -153,14 +153,16 @@ def context(args: argparse.Namespace) -> Context:
     if not key or key.startswith("/") or len(key.encode()) > 1024:
         raise ConfigError("--key", f"{key!r} is not a valid object key", release.DEFAULT_KEY)
     endpoint = args.endpoint_url or os.environ.get(ENV_ENDPOINT) or None
-    if endpoint and not HTTP_URL_RE.fullmatch(endpoint):
-        raise ConfigError("--endpoint-url", f"{endpoint!r} must be an http:// or https:// URL",
-                          "http://127.0.0.1:5000")
+    if endpoint:
+        http_url(endpoint, "--endpoint-url")
     apps = all_apps(where)
     if not apps:
         raise ConfigError("project", f"no stack in {where} declares {stacks.PROJECT_NAME}:apps")
-    client = release.s3_client(endpoint)
-    store = release.ShaStore(client, release.Location(bucket, key), apps, endpoint_url=endpoint)
+    location = release.Location(bucket, key)
+    with release.s3_errors(location, endpoint):   # an unknown AWS_PROFILE fails here already
+        client = release.s3_client(endpoint)
+    store = release.ShaStore(client, location, apps, endpoint_url=endpoint,
+                             environments=stacks.known_stacks(where))
     return Context(where, store)
 
 
@@ -172,8 +174,8 @@ def resolve_actor(explicit: str | None, environ: dict[str, str] | None = None) -
     """
     if explicit is not None:
         if not ACTOR_RE.fullmatch(explicit):
-            raise ConfigError("--actor", f"{explicit!r} must be 1-100 ASCII letters, digits or ._@+-[]",
-                              "octocat")
+            shown = repr(explicit) if len(explicit) <= 40 else f"{explicit[:37]!r}... ({len(explicit)} characters)"
+            raise ConfigError("--actor", f"{shown} must be 1-100 ASCII letters, digits or ._@+-[]", "octocat")
         return explicit
     environ = os.environ if environ is None else environ
     for var in CI_ACTOR_VARS:
@@ -192,9 +194,13 @@ def _header_safe(value: str) -> str:
     return cleaned if cleaned and ACTOR_RE.fullmatch(cleaned) else "unknown"
 
 
-def redact(url: str) -> str:
-    """A git URL without any user:password@ part, for messages."""
-    return re.sub(r"(?<=://)[^/@\s]+@", "***@", url)
+redact = redact_url   # kept for callers of the old name
+# What git sees of the caller's environment: enough for ssh to find its agent, config and
+# keys, nothing that changes git's behaviour (GIT_ALLOW_PROTOCOL, GIT_SSH_COMMAND, GIT_CONFIG_*...).
+GIT_ENV_KEEP = ("PATH", "HOME", "USER", "LOGNAME", "SSH_AUTH_SOCK", "LANG", "LC_ALL", "TMPDIR")
+# A failing git's message: its fatal:/error: lines, else its last lines (the last alone often says
+# only "and the repository exists.").
+GIT_STDERR_TAIL = 3
 
 
 def _git(*args: str, **options) -> subprocess.CompletedProcess:
@@ -205,16 +211,20 @@ def _git(*args: str, **options) -> subprocess.CompletedProcess:
         raise ConfigError("--repo", "git is not installed (needed to resolve --branch; or pass --sha)") from None
 
 
-def resolve_branch(repo: str, branch: str) -> str:
+def resolve_branch(repo: str, branch: str, key: str = "--repo") -> str:
     """The latest commit of `branch` in `repo`, via `git ls-remote` (no clone needed)."""
     if repo.startswith("-"):
-        raise ConfigError("--repo", f"{repo!r} must be a git URL or path, not an option",
+        raise ConfigError("--repo", f"{redact(repo)[:60]!r} must be a git URL, not an option",
                           "git@github.com:emami/ecom-platform.git")
+    # The transports the stack settings allow (SSH), checked by the same rule; git enforces
+    # it again after any url.insteadOf rewrite through GIT_ALLOW_PROTOCOL.
+    parse_git_remote(repo, key)
     ref = f"refs/heads/{branch}"
     if branch.startswith("-") or _git("check-ref-format", ref).returncode != 0:
-        raise ConfigError("--branch", f"{branch!r} is not a valid branch name", "master")
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")   # fail instead of asking for a password
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        raise ConfigError("--branch", f"{branch[:60]!r} is not a valid branch name", "master")
+    env = {k: os.environ[k] for k in GIT_ENV_KEEP if k in os.environ}
+    env.update(GIT_ALLOW_PROTOCOL="ssh", GIT_TERMINAL_PROMPT="0",   # fail instead of asking for a password
+               GIT_SSH_COMMAND="ssh -o BatchMode=yes", GIT_CONFIG_NOSYSTEM="1")
     try:
         done = _git("ls-remote", "--exit-code", repo, ref, env=env, timeout=GIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -222,8 +232,9 @@ def resolve_branch(repo: str, branch: str) -> str:
     if done.returncode == 2:   # --exit-code: the remote answered, but has no such ref
         raise ConfigError("--branch", f"no branch {branch!r} in {redact(repo)}", "master")
     if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        why = redact(lines[-1].replace(repo, redact(repo))) if lines else f"exit {done.returncode}"
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        lines = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines[-GIT_STDERR_TAIL:]
+        why = redact(" / ".join(lines).replace(repo, redact(repo)))[:500] if lines else f"exit {done.returncode}"
         raise ConfigError("--repo", f"git ls-remote {redact(repo)} failed: {why}")
     for line in done.stdout.splitlines():
         sha, _, name = line.partition("\t")
@@ -249,7 +260,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
                               "git@github.com:emami/ecom-platform.git")
         if not isinstance(branch, str) or not branch:
             raise ConfigError("--branch", f"needed: {env}/{args.app} has no branch in its stack file", "master")
-        sha = resolve_branch(repo, branch)
+        sha = resolve_branch(repo, branch, "--repo" if args.repo else f"{env} stack file: {args.app}.repo")
     changes = store.update(release.stage_mutation(env, args.app, sha), verb="stage", actor=actor)
     _print_changes(changes)
     return 0

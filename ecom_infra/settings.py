@@ -111,6 +111,15 @@ class Ssh:
     admin_cidrs: tuple[str, ...]
     public_key: str
 
+    # AWS takes IPv4 and IPv6 blocks in separate rule fields (it rejects IPv6 in `cidr_blocks`).
+    @property
+    def admin_cidrs_v4(self) -> tuple[str, ...]:
+        return tuple(c for c in self.admin_cidrs if ipaddress.ip_network(c).version == 4)
+
+    @property
+    def admin_cidrs_v6(self) -> tuple[str, ...]:
+        return tuple(c for c in self.admin_cidrs if ipaddress.ip_network(c).version == 6)
+
 
 @dataclass(frozen=True)
 class Ami:
@@ -199,12 +208,13 @@ def _match(value: Any, pattern: re.Pattern[str], key: str, what: str, example: s
 
 def _int(value: Any, key: str, low: int, high: int, example: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value.strip()):  # ASCII: "٣".isdigit()
             value = int(value)
         else:
             _fail(key, f"must be an integer from {low} to {high}, got {_show(value)}", example)
     if not low <= value <= high:
-        _fail(key, f"must be an integer from {low} to {high}, got {value}", example)
+        shown = str(value) if abs(value) < 10 ** 12 else f"a {len(hex(value))}-hex-digit number"  # str() of a
+        _fail(key, f"must be an integer from {low} to {high}, got {shown}", example)  # huge int raises
     return value
 
 
@@ -235,10 +245,15 @@ def _list(value: Any, key: str, example: str, min_items: int = 0) -> list[Any]:
     return value
 
 
+def _key_name(name: str) -> str:
+    """A config key as it may appear in a message: short and printable (it is user input too)."""
+    return name if len(name) <= 60 and name.isprintable() and name.isascii() else _show(name)
+
+
 def _unknown_keys(obj: dict[str, Any], allowed: set[str], key: str) -> None:
     extra = sorted(set(obj) - allowed)
     if extra:
-        _fail(f"{key}.{extra[0]}", f"is not a known setting (known: {', '.join(sorted(allowed))})")
+        _fail(f"{key}.{_key_name(extra[0])}", f"is not a known setting (known: {', '.join(sorted(allowed))})")
 
 
 def _path(value: Any, key: str, example: str) -> str:
@@ -248,16 +263,93 @@ def _path(value: Any, key: str, example: str) -> str:
     return path
 
 
+# System folders: `deploy.root` must not be one of them or a parent of one (the layout step
+# makes it root-owned 0755, which would e.g. take /tmp's sticky 1777 away), nor sit inside a
+# tree that is volatile, shared with other users or owned by the system.
+SYSTEM_DIRS = frozenset({
+    "/bin", "/boot", "/dev", "/dev/shm", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/lost+found",
+    "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr",
+    "/usr/bin", "/usr/lib", "/usr/local", "/usr/local/bin", "/usr/sbin", "/usr/share", "/var", "/var/backups",
+    "/var/cache", "/var/lib", "/var/local", "/var/lock", "/var/log", "/var/mail", "/var/opt", "/var/run",
+    "/var/spool", "/var/tmp", "/var/www",
+})
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+                "/run", "/sbin", "/sys", "/tmp", "/usr", "/var/lock", "/var/run", "/var/tmp")
+# Accounts the deploy user or group must not be: Debian's static system accounts (base-passwd)
+# and groups that grant privileges (sudo, adm, docker...). The deploy group is also nginx's
+# way into the app's sockets, so a system group would hand those rights around.
+SYSTEM_ACCOUNTS = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+    "backup", "list", "irc", "gnats", "nobody", "nogroup", "_apt", "adm", "tty", "disk", "kmem", "dialout",
+    "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio", "dip", "operator", "src", "shadow", "utmp",
+    "video", "sasl", "plugdev", "staff", "users", "wheel", "docker", "lxd", "libvirt", "kvm", "netdev",
+    "systemd-journal", "systemd-network", "systemd-resolve", "messagebus", "crontab", "ssh", "_ssh", "admin",
+})
+SSH_KEY_TYPES = {"ssh-ed25519": "ed25519", "ecdsa-sha2-nistp256": "ecdsa", "ecdsa-sha2-nistp384": "ecdsa",
+                 "ecdsa-sha2-nistp521": "ecdsa", "ssh-rsa": "rsa"}
+ADMIN_MIN_PREFIX = {4: 8, 6: 32}   # the widest admin network one block, or all blocks together, may cover
+
+
+def _deploy_root(value: Any, key: str) -> str:
+    example = "/srv/www"
+    path = _path(value, key, example)
+    if path in SYSTEM_DIRS or any(d.startswith(path + "/") for d in SYSTEM_DIRS):
+        _fail(key, f"must be a dedicated folder, not the system folder {path}", example)
+    for tree in SYSTEM_TREES:
+        if path.startswith(tree + "/"):
+            _fail(key, f"must not be inside the system folder {tree}, got {_show(path)}", example)
+    return path
+
+
+def _account(value: Any, key: str, what: str, example: str) -> str:
+    name = _match(value, UNIX_NAME_RE, key, f"a unix {what} name", example)
+    if name in SYSTEM_ACCOUNTS:
+        _fail(key, f"must not be the system {what} {name!r}: the app runs unprivileged, in its own {what}",
+              example)
+    return name
+
+
+def _ssh_key(value: Any, pattern: re.Pattern[str], key: str, what: str, example: str) -> str:
+    """A key line whose base64 blob really is a key of the declared type (not `AAAA`)."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - only when validating
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
+    line = _match(value, pattern, key, what, example)
+    keytype, blob = line.split(" ")[-2:] if pattern is KNOWN_HOST_RE else line.split(" ")[:2]
+    try:
+        loaded = serialization.load_ssh_public_key(f"{keytype} {blob}".encode())
+    except (ValueError, TypeError):   # bad base64, truncated, or the blob holds another key type
+        loaded = None
+    if loaded is None or (isinstance(loaded, rsa.RSAPublicKey) and loaded.key_size < 2048):
+        _fail(key, f"has no valid {keytype} key (truncated, corrupt or too weak)", example)
+    return line
+
+
+def http_url(value: Any, key: str) -> str:
+    """An http(s) endpoint URL with a real port; the CLI's --endpoint-url uses it too."""
+    example = "http://127.0.0.1:5000"
+    url = _match(value, HTTP_URL_RE, key, "an http(s) URL", example)
+    port = re.match(r"^https?://[^/:]+:([0-9]+)", url)
+    if port and not 1 <= int(port.group(1)) <= 65535:
+        _fail(key, f"port must be 1-65535, got {port.group(1)}", example)
+    return url
+
+
+def redact_url(url: str) -> str:
+    """A URL without any user:password@ part, for messages."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", url)
+
+
 def parse_git_remote(value: Any, key: str) -> GitRemote:
     example = "git@github.com:emami/ecom-platform.git"
     if not isinstance(value, str):
         _fail(key, f"must be a git SSH URL, got {type(value).__name__}", example)
     m = GIT_SCP_RE.fullmatch(value) or GIT_SSH_RE.fullmatch(value)
     if not m:
-        _fail(key, f"must be a git SSH URL (user@host:path or ssh://user@host[:port]/path), got {_show(value)}",
-              example)
+        _fail(key, f"must be a git SSH URL (user@host:path or ssh://user@host[:port]/path), "
+                   f"got {_show(redact_url(value))}", example)
     if ".." in m.group("path").split("/") or not HOSTNAME_RE.fullmatch(m.group("host")):
-        _fail(key, f"has a bad host or path: {_show(value)}", example)
+        _fail(key, f"has a bad host or path: {_show(redact_url(value))}", example)
     port = int(m.groupdict().get("port") or 22)
     if not 1 <= port <= 65535:
         _fail(key, f"port must be 1-65535, got {port}", example)
@@ -333,13 +425,11 @@ def _parse_deploy(raw: Any) -> Deploy:
     key = "ecom-infra:deploy"
     obj = _mapping(raw, key, "{user: deploy, root: /srv/www, keepReleases: 5}")
     _unknown_keys(obj, {"user", "group", "root", "keepReleases", "railsEnv"}, key)
-    user = _match(obj.get("user", "deploy"), UNIX_NAME_RE, f"{key}.user", "a unix user name", "deploy")
-    if user == "root":
-        _fail(f"{key}.user", "must not be root: the app runs as an unprivileged user", "deploy")
+    user = _account(obj.get("user", "deploy"), f"{key}.user", "user", "deploy")
     return Deploy(
         user=user,
-        group=_match(obj.get("group", user), UNIX_NAME_RE, f"{key}.group", "a unix group name", "deploy"),
-        root=_path(obj.get("root", "/srv/www"), f"{key}.root", "/srv/www"),
+        group=_account(obj.get("group", user), f"{key}.group", "group", "deploy"),
+        root=_deploy_root(obj.get("root", "/srv/www"), f"{key}.root"),
         keep_releases=_int(obj.get("keepReleases", 5), f"{key}.keepReleases", 2, 50, "5"),
         rails_env=_match(obj.get("railsEnv", "production"), UNIX_NAME_RE, f"{key}.railsEnv", "a Rails environment",
                          "production"),
@@ -375,6 +465,9 @@ def _parse_network(raw: Any) -> Network:
         cidr = ipaddress.ip_network(_cidr(sub.get("cidr", f"10.0.{i + 1}.0/24"), f"{skey}.cidr"))
         if cidr.version != 4 or cidr.prefixlen > 28:
             _fail(f"{skey}.cidr", f"must be an IPv4 block of /28 or larger, got {cidr}", "10.0.1.0/24")
+        for j, other in enumerate(subnets):   # overlapping blocks would give two hosts one address
+            if cidr.overlaps(other.cidr):
+                _fail(f"{skey}.cidr", f"{cidr} overlaps {key}.subnets[{j}].cidr {other.cidr}", "10.0.2.0/24")
         subnets.append(Subnet(
             id=_match(sub.get("id"), SUBNET_ID_RE, f"{skey}.id", "a subnet id", "subnet-0a1b2c3d"),
             az=_match(sub.get("az"), AZ_RE, f"{skey}.az", "an availability zone", "us-east-1a"),
@@ -394,17 +487,26 @@ def _parse_ssh(raw: Any) -> Ssh:
     cidrs = _list(obj.get("adminCidrs"), f"{key}.adminCidrs", "[203.0.113.0/24]", min_items=1)
     parsed = tuple(_cidr(c, f"{key}.adminCidrs[{i}]") for i, c in enumerate(cidrs))
     for i, c in enumerate(parsed):
-        if ipaddress.ip_network(c).prefixlen == 0:
-            _fail(f"{key}.adminCidrs[{i}]", f"opens SSH to the whole internet ({c}); name your admin networks",
-                  "203.0.113.0/24")
+        net = ipaddress.ip_network(c)
+        if net.prefixlen < ADMIN_MIN_PREFIX[net.version]:
+            _fail(f"{key}.adminCidrs[{i}]", f"opens SSH to {'the whole internet' if net.prefixlen == 0 else 'too much'}"
+                                            f" ({c}, wider than /{ADMIN_MIN_PREFIX[net.version]}); name your admin "
+                                            "networks", "203.0.113.0/24")
+    for version, low in ADMIN_MIN_PREFIX.items():
+        # Judge the union: 0.0.0.0/1 + 128.0.0.0/1 is the whole internet too.
+        blocks = [ipaddress.ip_network(c) for c in parsed if ipaddress.ip_network(c).version == version]
+        covered = sum(b.num_addresses for b in ipaddress.collapse_addresses(blocks))
+        if covered > 2 ** ((32 if version == 4 else 128) - low):
+            _fail(f"{key}.adminCidrs", f"opens SSH to too much of the internet (IPv{version} blocks together must "
+                                       f"cover no more than a /{low}); name your admin networks", "203.0.113.0/24")
     if "publicKey" not in obj:
         _fail(f"{key}.publicKey", "is required (the public half of the key remote commands log in with)",
               "ssh-ed25519 AAAAC3Nza... ops")
     return Ssh(
         user=_match(obj.get("user", "admin"), UNIX_NAME_RE, f"{key}.user", "a unix user name", "admin"),
         admin_cidrs=parsed,
-        public_key=_match(obj["publicKey"], SSH_PUBKEY_RE, f"{key}.publicKey", "an OpenSSH public key line",
-                          "ssh-ed25519 AAAAC3Nza... ops"),
+        public_key=_ssh_key(obj["publicKey"], SSH_PUBKEY_RE, f"{key}.publicKey", "an OpenSSH public key line",
+                            "ssh-ed25519 AAAAC3Nza... ops"),
     )
 
 
@@ -471,7 +573,7 @@ def _parse_known_hosts(raw: Any, apps: tuple[App, ...]) -> tuple[str, ...]:
     key = "ecom-infra:gitKnownHosts"
     example = "['github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl']"
     lines = _list(raw, key, example, min_items=1)
-    parsed = tuple(_match(line, KNOWN_HOST_RE, f"{key}[{i}]", "a known_hosts line 'host keytype base64'", example)
+    parsed = tuple(_ssh_key(line, KNOWN_HOST_RE, f"{key}[{i}]", "a known_hosts line 'host keytype base64'", example)
                    for i, line in enumerate(lines))
     pinned = {line.split(" ", 1)[0] for line in parsed}
     for app in apps:
@@ -503,11 +605,7 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
 
     `raw` maps keys without the `ecom-infra:` prefix (e.g. "apps") to values.
     """
-    known = {"environment", "apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
-             "gitKnownHosts", "awsEndpoint", "tags", "deployKey", "sshPrivateKey", "tlsCertificate", "rollHosts"}
-    for name in sorted(raw):
-        if name not in known:
-            _fail(f"ecom-infra:{name}", f"is not a known setting (known: {', '.join(sorted(known))})")
+    _unknown_top_level(raw)
     environment = raw.get("environment", stack)
     if environment not in ENVIRONMENTS:
         _fail("ecom-infra:environment", f"unknown environment {_show(environment)} "
@@ -517,7 +615,7 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
     region = _match(region, REGION_RE, "aws:region", "an AWS region", "us-east-1")
     endpoint = raw.get("awsEndpoint")
     if endpoint is not None:
-        endpoint = _match(endpoint, HTTP_URL_RE, "ecom-infra:awsEndpoint", "an http(s) URL", "http://127.0.0.1:5000")
+        endpoint = http_url(endpoint, "ecom-infra:awsEndpoint")
     if "apps" not in raw:
         _fail("ecom-infra:apps", "is required: the apps this environment runs", f"[{EXAMPLE_APP}]")
     apps = _parse_apps(raw["apps"])
@@ -550,6 +648,27 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
 STRUCTURED_KEYS = ("apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
                    "gitKnownHosts", "tags", "rollHosts")
 PLAIN_KEYS = ("environment", "awsEndpoint")
+SECRET_KEYS = ("deployKey", "sshPrivateKey", "tlsCertificate")
+KNOWN_KEYS = frozenset(STRUCTURED_KEYS + PLAIN_KEYS + SECRET_KEYS)
+
+
+def _unknown_top_level(names: Any) -> None:
+    """A typo (`shaBuckets`) would otherwise be ignored and the defaults silently apply."""
+    import difflib  # noqa: PLC0415
+
+    for name in sorted(names):
+        if name not in KNOWN_KEYS:
+            close = difflib.get_close_matches(name, KNOWN_KEYS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            _fail(f"ecom-infra:{_key_name(name)}",
+                  f"is not a known setting ({hint}known: {', '.join(sorted(KNOWN_KEYS))})")
+
+
+def _config_keys() -> set[str]:
+    """Every config key the engine (or the offline plan) passed to this run."""
+    from pulumi.runtime import config as runtime_config  # noqa: PLC0415
+
+    return set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
 
 
 def load() -> tuple[Settings, Secrets]:
@@ -559,12 +678,18 @@ def load() -> tuple[Settings, Secrets]:
     import pulumi
 
     config = pulumi.Config("ecom-infra")
+    prefix = "ecom-infra:"
+    _unknown_top_level({k[len(prefix):] for k in _config_keys() if k.startswith(prefix)})
+    for name in SECRET_KEYS:
+        if config.get(name) is not None and not pulumi.runtime.is_config_secret(prefix + name):
+            _fail(prefix + name, f"is in plain text in the stack file: remove it and set it with "
+                                 f"`pulumi config set --secret {prefix}{name} < file`")
     raw: dict[str, Any] = {}
     for name in STRUCTURED_KEYS:
         try:
             value = config.get_object(name)
-        except (json.JSONDecodeError, pulumi.ConfigTypeError):
-            _fail(f"ecom-infra:{name}", "is not valid structured config (JSON/YAML)")
+        except (ValueError, pulumi.ConfigTypeError):   # JSONDecodeError, or a number too long to convert
+            value = config.get(name)   # a plain string: the section's parser says what it should be
         if value is not None:
             raw[name] = value
     for name in PLAIN_KEYS:

@@ -14,7 +14,9 @@ Old flat form, still accepted on read (the value is the sha of the *first* app):
     production: 1d2e...
 
 The file is parsed with YAML's base loader, so every scalar stays a string: a sha made
-only of digits (or one like `1e10...`) is not turned into a number.
+only of digits (or one like `1e10...`) is not turned into a number. The file is machine-written
+(`ecom-deploy` rewrites it whole, so comments and key order do not survive a write); it must
+be UTF-8 and at most MAX_BYTES.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from .errors import ConfigError
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 EXAMPLE_SHA = "3f1c0d5e9a7b2c4d6e8f0a1b3c5d7e9f1a2b4c6d"
+# A real file is a few hundred bytes; YAML takes minutes and gigabytes on a 50 MB one.
+MAX_BYTES = 1024 * 1024
 
 ShaMap = dict[str, dict[str, str]]
 
@@ -45,14 +49,30 @@ def check_sha(value: object, key: str) -> str:
     return sha
 
 
-def parse(text: str, apps: Sequence[str], source: str = "sha_number.yml") -> ShaMap:
+def decode(data: bytes, source: str = "sha_number.yml") -> str:
+    """The file's text; invalid UTF-8 is refused, never replaced (a replaced byte hides a corruption)."""
+    if len(data) > MAX_BYTES:
+        raise ConfigError(source, f"is larger than {MAX_BYTES // 1024} KiB: not a sha file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, f"is not valid UTF-8 (byte {exc.start})") from None
+
+
+def parse(text: str, apps: Sequence[str], source: str = "sha_number.yml", *, environment: str | None = None,
+          environments: Sequence[str] | None = None) -> ShaMap:
     """Parse the sha file into {environment: {app: sha}}.
 
     `apps` is the ordered list of known apps; the first one receives the sha of an
     old flat entry. Unknown app names are an error (a typo would otherwise deploy nothing).
+    With `environment` (a stack reading its own shas) only that environment's entries are
+    read and checked against `apps`: the others belong to stacks with other apps.
+    With `environments` (the CLI), an environment no stack defines is an error.
     """
     if not apps:
         raise ValueError("parse() needs at least one app")
+    if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise ConfigError(source, f"is larger than {MAX_BYTES // 1024} KiB: not a sha file")
     try:
         doc = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds only str/list/dict
     except yaml.YAMLError as exc:
@@ -68,7 +88,13 @@ def parse(text: str, apps: Sequence[str], source: str = "sha_number.yml") -> Sha
     result: ShaMap = {}
     for env, entry in doc.items():
         if not isinstance(env, str) or not NAME_RE.fullmatch(env):
-            raise ConfigError(f"{source}: {env!r}", "is not a valid environment name", "staging")
+            shown = repr(env) if len(repr(env)) <= 60 else repr(env)[:57] + "..."
+            raise ConfigError(f"{source}: {shown}", "is not a valid environment name", "staging")
+        if environment is not None and env != environment:
+            continue
+        if environments is not None and env not in environments:
+            raise ConfigError(f"{source}: {env}", f"is an environment no stack defines "
+                                                  f"(known: {', '.join(environments)})", "staging")
         if isinstance(entry, str):  # old flat form
             result[env] = {apps[0]: check_sha(entry, f"{source}: {env}")}
             continue
@@ -78,6 +104,7 @@ def parse(text: str, apps: Sequence[str], source: str = "sha_number.yml") -> Sha
         shas: dict[str, str] = {}
         for app, sha in entry.items():
             if app not in apps:
+                app = app if len(app) <= 60 and app.isprintable() else repr(app[:57]) + "..."
                 raise ConfigError(f"{source}: {env}.{app}",
                                   f"unknown app (known: {', '.join(apps)})", apps[0])
             shas[app] = check_sha(sha, f"{source}: {env}.{app}")

@@ -35,9 +35,14 @@ def stack_config(stack: str, project_dir: Path = PROJECT_DIR, *, key: str = "--e
         raise ConfigError(key, f"unknown {noun} {stack!r} (known: {', '.join(known_stacks(project_dir))})",
                           "staging")
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path.name), f"is not valid UTF-8 (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(str(path.name), f"is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(str(path.name), f"must be a mapping with a config: key, got a {type(doc).__name__}",
+                          "config: {aws:region: us-east-1}")
     raw = doc.get("config") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path.name}: config", "must be a mapping of keys to values")

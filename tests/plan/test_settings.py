@@ -21,9 +21,9 @@ BASE = {
               "hostnames": ["docs.example.com"]}],
     "network": {"vpcId": "vpc-0a1b2c3d", "subnets": [{"id": "subnet-0a1b2c3d", "az": "us-east-1a",
                                                        "cidr": "10.0.1.0/24"}]},
-    "ssh": {"adminCidrs": ["203.0.113.0/24"], "publicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO1F ops"},
-    "gitKnownHosts": ["github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq",
-                      "[git.example.com]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq"],
+    "ssh": {"adminCidrs": ["203.0.113.0/24"], "publicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops"},
+    "gitKnownHosts": ["github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+                      "[git.example.com]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"],
 }
 
 
@@ -90,7 +90,7 @@ BAD_VALUES = [
     ("network.subnets.0.cidr", "10.0.1.0/30", "ecom-infra:network.subnets[0].cidr"),
     ("shaBucket", {"name": "Bad_Bucket"}, "ecom-infra:shaBucket.name"),
     ("shaBucket", {"key": "../sha.yml"}, "ecom-infra:shaBucket.key"),
-    ("gitKnownHosts", ["github.com ssh-ed25519 AAAA"], "ecom-infra:gitKnownHosts"),
+    ("gitKnownHosts", ["github.com ssh-ed25519 AAAA"], "ecom-infra:gitKnownHosts[0]"),
     ("deploy.colour", "blue", "ecom-infra:deploy.colour"),
     ("apps.1.hostnames", ["shop.example.com"], "ecom-infra:apps"),
 ]

@@ -1,6 +1,7 @@
 """The release verbs end to end: argparse -> checks -> git ls-remote -> S3 (moto over HTTP)."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -33,8 +34,28 @@ class GitRepo:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> GitRepo:
+def repo(tmp_path: Path, fake_ssh) -> GitRepo:
     return GitRepo(Path(tmp_path / "app.git"))
+
+
+def ssh_url(path: Path) -> str:
+    """The repository at `path` as the SSH URL the fake ssh serves (--repo takes SSH only)."""
+    return f"ssh://git@git.example.test{path}"
+
+
+@pytest.fixture
+def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An `ssh` first on PATH that runs the remote command (git-upload-pack '<path>') locally."""
+    bin_dir = tmp_path / "fake-ssh-bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(
+        '#!/bin/sh\n'
+        'while [ $# -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; -*) shift;; *) break;; esac; done\n'
+        'shift  # user@host\n'
+        'exec sh -c "$*"\n')
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return bin_dir
 
 
 def read(s3, bucket: str) -> dict:
@@ -77,9 +98,9 @@ def test_stage_resolves_the_branch_with_git_ls_remote(cli, project, bucket, s3, 
     repo.commit("master")
     feature = repo.commit("feature")
     master = repo.commit("master")
-    result = cli("stage", "--env", "staging", "--app", "ecom-docs", "--branch", "master", "--repo", str(repo.path))
+    result = cli("stage", "--env", "staging", "--app", "ecom-docs", "--branch", "master", "--repo", ssh_url(repo.path))
     assert result.out == f"staging/ecom-docs: (none) \u2192 {master}\n"
-    cli("stage", "--env", "staging", "--app", "ecom-docs", "--branch", "feature", "--repo", str(repo.path))
+    cli("stage", "--env", "staging", "--app", "ecom-docs", "--branch", "feature", "--repo", ssh_url(repo.path))
     assert read(s3, bucket)["staging"]["ecom-docs"] == feature
 
 
@@ -87,7 +108,7 @@ def test_stage_takes_repo_and_branch_from_the_stack_file(cli, tmp_path, bucket, 
     where = write_project(tmp_path / "local", {"staging": list(APPS)})
     text = (where / "Pulumi.staging.yaml").read_text()
     (where / "Pulumi.staging.yaml").write_text(text.replace("git@github.com:emami/ecom-platform.git",
-                                                            str(repo.path)).replace("master", "release"))
+                                                            ssh_url(repo.path)).replace("master", "release"))
     monkeypatch.setenv(release_cli.ENV_PROJECT_DIR, str(where))
     sha = repo.commit("release")
     assert cli("stage", "--env", "staging", "--app", "ecom-platform").code == 0
@@ -120,13 +141,22 @@ DOCS = ["--env", "staging", "--app", "ecom-docs"]
     ([*DOCS, "--branch", "master", "--repo", "{missing}"], "--repo: git ls-remote"),
     ([*DOCS, "--branch", "master", "--repo", "--upload-pack=touch x"],
      "--repo: '--upload-pack=touch x' must be a git URL"),
+    ([*DOCS, "--branch", "master", "--repo", "ext::sh -c touch% /tmp/pwned"], "--repo: must be a git SSH URL"),
+    ([*DOCS, "--branch", "master", "--repo", "fd::7"], "--repo: must be a git SSH URL"),
+    ([*DOCS, "--branch", "master", "--repo", "file:///tmp/x.git"], "--repo: must be a git SSH URL"),
+    ([*DOCS, "--branch", "master", "--repo", "{path}"], "--repo: must be a git SSH URL"),
+    ([*DOCS, "--sha", SHA[1], "--actor", "x" * 10_000], "--actor: 'xxxxxxxx"),
+    ([*DOCS, "--sha", SHA[1], "--endpoint-url", "http://127.0.0.1:99999"], "--endpoint-url: port must be 1-65535"),
 ], ids=["unknown-env", "unknown-app", "short-sha", "non-hex-sha", "bad-actor", "bad-bucket-name", "missing-bucket",
-        "bad-endpoint", "missing-branch", "bad-branch", "missing-repo", "option-as-repo"])
+        "bad-endpoint", "missing-branch", "bad-branch", "missing-repo", "option-as-repo", "ext-transport",
+        "fd-transport", "file-transport", "local-path", "huge-actor", "endpoint-port"])
 def test_stage_refuses_bad_input_with_one_line_and_writes_nothing(cli, project, bucket, s3, repo, tmp_path,
                                                                   argv, error):
     repo.commit("master")
-    argv = [a.format(repo=repo.path, missing=tmp_path / "nowhere") for a in argv]
-    assert_one_line_error(cli("stage", *argv), error)
+    argv = [a.format(repo=ssh_url(repo.path), missing=ssh_url(tmp_path / "nowhere"), path=repo.path) for a in argv]
+    result = cli("stage", *argv)
+    assert_one_line_error(result, error)
+    assert len(result.err) < 600   # nothing the caller typed is echoed in full
     assert not exists(s3, bucket)
 
 
@@ -159,8 +189,8 @@ def test_credentials_in_a_repo_url_never_reach_the_error(cli, project, bucket):
         port = probe.getsockname()[1]
     result = cli("stage", "--env", "staging", "--app", "ecom-docs", "--branch", "master",
                  "--repo", f"http://deploy:s3cr3t-t0ken@127.0.0.1:{port}/app.git")
-    assert_one_line_error(result, "--repo: git ls-remote http://***@127.0.0.1")
-    assert "s3cr3t" not in result.err
+    assert_one_line_error(result, "--repo: must be a git SSH URL")
+    assert "s3cr3t" not in result.err and "***@127.0.0.1" in result.err
 
 
 # -- who wrote it ---------------------------------------------------------------------------------
