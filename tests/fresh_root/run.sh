@@ -29,7 +29,7 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # What the README says a machine needs before its two commands.
 BASE_PACKAGES=make,git,python3,python3-venv,ca-certificates
 CACHE=${ECOM_FRESH_ROOT_CACHE:-/var/cache/ecom-infra/fresh-root}
-recipe=$(printf '%s\n' "$SUITE" "$MIRROR" "$BASE_PACKAGES" minbase | sha256sum | cut -c1-16)
+recipe=$(printf '%s\n' "$SUITE" "$MIRROR" "$BASE_PACKAGES" minbase hosts | sha256sum | cut -c1-16)
 TARBALL=$CACHE/$SUITE-minbase-$recipe.tar
 
 mkdir -p "$CACHE"
@@ -42,6 +42,8 @@ if [[ ! -f $TARBALL ]]; then
         rm -rf "$build"
         die "debootstrap failed (log above)"
     fi
+    # debootstrap writes no /etc/hosts; every installed Debian has one, and `localhost` resolves only through it.
+    printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$build/root/etc/hosts"
     tar -C "$build/root" --numeric-owner -cf "$TARBALL.tmp" .
     mv "$TARBALL.tmp" "$TARBALL"
     rm -rf "$build"
@@ -85,6 +87,10 @@ done < <(env | grep -E '^(PIP_DEFAULT_TIMEOUT|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|
 
 inside=$(cat <<'SCRIPT'
 set -euo pipefail
+# The root is a mount point of its own, as / is on a machine: tools that change the propagation of / (unshare
+# --mount, which the fleet uses) fail on a plain folder.
+mount --bind "$ROOT" "$ROOT"
+mount --make-private "$ROOT"
 mount -t proc proc "$ROOT/proc"
 mount --rbind /sys "$ROOT/sys"
 mount --rbind /dev "$ROOT/dev"
@@ -95,12 +101,24 @@ step() {
     local started=$SECONDS
     printf '[fresh-root] %s %s\n' "$(date -u +%H:%M:%S)" "$1: $2"
     shift 2
-    chroot "$ROOT" /usr/bin/env -i "${ENV_ARGS[@]}" "$@"
+    "$@"
     printf '[fresh-root] %s done in %d s\n' "$(date -u +%H:%M:%S)" "$((SECONDS - started))"
 }
-step "root" "make setup" bash -c 'cd /src/ecom-infra && make setup'
-step "user tester" "make test-fast" runuser -u tester -- env HOME=/home/tester bash -c 'cd /src/ecom-infra && make test-fast'
-step "root" "make test" bash -c 'cd /src/ecom-infra && make test'
+in_root() { chroot "$ROOT" /usr/bin/env -i "${ENV_ARGS[@]}" "$@"; }
+step "root" "make setup (this machine's network: Debian packages, PyPI)" \
+    in_root bash -c 'cd /src/ecom-infra && make setup'
+# The tests get a network namespace of their own: loopback and the namespaces they make, nothing outside (proof
+# that they need no registry), and no clash with bridges or firewall rules of a run on this machine.
+tests() {
+    ip link set lo up
+    umount -R "$ROOT/sys"
+    mount -t sysfs sysfs "$ROOT/sys"                   # /sys/class/net of this namespace, not the machine's
+    mount -t cgroup2 cgroup2 "$ROOT/sys/fs/cgroup"
+    step "user tester" "make test-fast" \
+        in_root runuser -u tester -- env HOME=/home/tester bash -c 'cd /src/ecom-infra && make test-fast'
+    step "root" "make test" in_root bash -c 'cd /src/ecom-infra && make test'
+}
+unshare --net bash -c "$(declare -p ENV_ARGS); $(declare -f step in_root tests); set -euo pipefail; tests"
 SCRIPT
 )
 started=$SECONDS
