@@ -42,7 +42,7 @@ down: setup-python
 	@$(PY) -m fleet.local down
 
 test: setup
-	@$(PY) -m pytest
+	@$(PY) -m pytest $(PYTEST_ARGS)
 
 # The README's set-up and tests, from a clean clone of HEAD, in an untouched Debian root (root; CI runs it).
 test-fresh-root:

@@ -4,6 +4,7 @@
 # users, the venv) is visible inside, so a test that relies on such leftovers fails here.
 #
 #   tests/fresh_root/run.sh [REV]        REV defaults to HEAD; needs root and debootstrap (make test-fresh-root)
+#   PYTEST_ARGS='tests/fleet -x' tests/fresh_root/run.sh     while investigating: what the last step runs
 #
 # Inside the root, in this order:
 #   1. root: `make setup`       the README's set-up (Debian packages, venv) from nothing
@@ -87,8 +88,8 @@ done < <(env | grep -E '^(PIP_DEFAULT_TIMEOUT|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|
 
 inside=$(cat <<'SCRIPT'
 set -euo pipefail
-# The root is a mount point of its own, as / is on a machine: tools that change the propagation of / (unshare
-# --mount, which the fleet uses) fail on a plain folder.
+# The root becomes / of this mount namespace (pivot_root, not chroot): a process that enters a namespace made inside
+# (nsenter --mount, as the HAProxy tests do) must land in this root, not in the machine's.
 mount --bind "$ROOT" "$ROOT"
 mount --make-private "$ROOT"
 mount -t proc proc "$ROOT/proc"
@@ -97,6 +98,12 @@ mount --rbind /dev "$ROOT/dev"
 mount -t tmpfs -o mode=0755 tmpfs "$ROOT/run"      # a fresh /run: nothing made there by an earlier boot or run
 mount -t tmpfs -o mode=1777 tmpfs "$ROOT/tmp"
 mount -t tmpfs -o mode=1777 tmpfs "$ROOT/dev/shm"
+cd "$ROOT"
+mkdir .machine
+pivot_root . .machine
+cd /
+umount -l /.machine
+rmdir /.machine
 step() {
     local started=$SECONDS
     printf '[fresh-root] %s %s\n' "$(date -u +%H:%M:%S)" "$1: $2"
@@ -104,26 +111,27 @@ step() {
     "$@"
     printf '[fresh-root] %s done in %d s\n' "$(date -u +%H:%M:%S)" "$((SECONDS - started))"
 }
-in_root() { chroot "$ROOT" /usr/bin/env -i "${ENV_ARGS[@]}" "$@"; }
+clean_env() { /usr/bin/env -i "${ENV_ARGS[@]}" "$@"; }
 step "root" "make setup (this machine's network: Debian packages, PyPI)" \
-    in_root bash -c 'cd /src/ecom-infra && make setup'
+    clean_env bash -c 'cd /src/ecom-infra && make setup'
 # The tests get a network namespace of their own: loopback and the namespaces they make, nothing outside (proof
 # that they need no registry), and no clash with bridges or firewall rules of a run on this machine.
 tests() {
     ip link set lo up
-    umount -R "$ROOT/sys"
-    mount -t sysfs sysfs "$ROOT/sys"                   # /sys/class/net of this namespace, not the machine's
-    mount -t cgroup2 cgroup2 "$ROOT/sys/fs/cgroup"
-    step "user tester" "make test-fast" \
-        in_root runuser -u tester -- env HOME=/home/tester bash -c 'cd /src/ecom-infra && make test-fast'
-    step "root" "make test" in_root bash -c 'cd /src/ecom-infra && make test'
+    umount -R /sys
+    mount -t sysfs sysfs /sys                   # /sys/class/net of this namespace, not the machine's
+    mount -t cgroup2 cgroup2 /sys/fs/cgroup
+    [[ -n $PYTEST_ARGS ]] || step "user tester" "make test-fast" \
+        clean_env runuser -u tester -- env HOME=/home/tester bash -c 'cd /src/ecom-infra && make test-fast'
+    step "root" "make test${PYTEST_ARGS:+ PYTEST_ARGS=$PYTEST_ARGS}" \
+        clean_env bash -c 'cd /src/ecom-infra && make test PYTEST_ARGS="$1"' make-test "${PYTEST_ARGS:-}"
 }
-unshare --net bash -c "$(declare -p ENV_ARGS); $(declare -f step in_root tests); set -euo pipefail; tests"
+unshare --net bash -c "$(declare -p ENV_ARGS); PYTEST_ARGS=${PYTEST_ARGS@Q}; $(declare -f step clean_env tests); set -euo pipefail; tests"
 SCRIPT
 )
 started=$SECONDS
 # A private mount and PID namespace: every mount and every process of the run ends with it, whatever happens.
 ENV_ARGS_Q=$(declare -p env_args | sed 's/^declare -a env_args=/ENV_ARGS=/')
-ROOT="$ROOT" unshare --mount --propagation private --pid --fork --mount-proc \
+ROOT="$ROOT" PYTEST_ARGS="${PYTEST_ARGS:-}" unshare --mount --propagation private --pid --fork --mount-proc \
     bash -c "$ENV_ARGS_Q; $inside"
 say "passed in $((SECONDS - started)) s (${REV:0:12})"
