@@ -56,6 +56,13 @@ checkout() {
     local name=$1 url=$2 tag=$3 commit=$4 repo got
     shift 4
     repo=$src/$name.git
+    if [ -d "$url" ]; then
+        # A local clone or mirror is read in place (it may lack blobs the tag does not need).
+        repo=$(git -C "$url" rev-parse --absolute-git-dir)
+        got=$(git --git-dir="$repo" rev-parse "refs/tags/$tag^{commit}" 2>/dev/null) ||
+            { echo "[tools] $url has no tag $tag" >&2; return 1; }
+        [ "$got" = "$commit" ] || { echo "[tools] $url tag $tag is $got, pinned $commit" >&2; return 1; }
+    fi
     [ -d "$repo" ] || git init -q --bare "$repo"
     if ! git --git-dir="$repo" cat-file -e "$commit^{commit}" 2>/dev/null; then
         say "fetching $name $tag from $url"
