@@ -19,7 +19,7 @@ def pins() -> dict[str, str]:
 
 
 def required(go_mod: Path) -> dict[str, str]:
-    return dict(re.findall(r"^\s*(github\.com/pulumi/pulumi/(?:pkg|sdk)/v3) (v\S+)", go_mod.read_text(), re.M))
+    return dict(re.findall(r"^(?:require)?\s*(github\.com/pulumi/pulumi/(?:pkg|sdk)/v3) (v\S+)", go_mod.read_text(), re.M))
 
 
 @pytest.mark.tools
