@@ -51,10 +51,11 @@ fresh() {
     for out in "$@"; do [ -x "$out" ] || return 1; done
 }
 
-# checkout NAME GIT TAG COMMIT PATH... -> the PATHs of TAG (checked to be COMMIT) in $src/NAME.
+# checkout NAME OVERRIDE GIT TAG COMMIT PATH... -> the PATHs of TAG (checked to be COMMIT) in
+# $src/NAME; OVERRIDE names the variable that points at another source.
 checkout() {
-    local name=$1 url=$2 tag=$3 commit=$4 repo got
-    shift 4
+    local name=$1 override=$2 url=$3 tag=$4 commit=$5 repo got
+    shift 5
     repo=$src/$name.git
     if [ -d "$url" ]; then
         # A local clone or mirror is read in place (it may lack blobs the tag does not need).
@@ -67,7 +68,7 @@ checkout() {
     if ! git --git-dir="$repo" cat-file -e "$commit^{commit}" 2>/dev/null; then
         say "fetching $name $tag from $url"
         git --git-dir="$repo" fetch -q --depth 1 "$url" "+refs/tags/$tag:refs/tags/$tag" ||
-            { echo "[tools] cannot fetch tag $tag from $url; set the override variable to a clone or mirror that has it" >&2; return 1; }
+            { echo "[tools] cannot fetch tag $tag from $url; set $override to a clone or mirror that has it" >&2; return 1; }
         got=$(git --git-dir="$repo" rev-parse "refs/tags/$tag^{commit}")
         [ "$got" = "$commit" ] || { echo "[tools] $url tag $tag is $got, pinned $commit" >&2; return 1; }
     fi
@@ -107,7 +108,7 @@ lh_hash=$(inputs_hash langhost "$LANGHOST_TAG" "$LANGHOST_COMMIT" "$go_version" 
     "$here/langhost/go.mod" "$here/langhost/go.sum")
 if fresh langhost "$lh_hash" "$bin/pulumi-language-python"; then
     say "pulumi-language-python $LANGHOST_TAG is up to date"
-elif checkout pulumi "$LANGHOST_GIT" "$LANGHOST_TAG" "$LANGHOST_COMMIT" \
+elif checkout pulumi PULUMI_LANGHOST_GIT "$LANGHOST_GIT" "$LANGHOST_TAG" "$LANGHOST_COMMIT" \
         sdk/python/cmd/pulumi-language-python/main.go; then
     say "building pulumi-language-python $LANGHOST_TAG against pkg/sdk $PULUMI_VERSION (~15 s once the CLI is built)"
     work=$src/langhost
@@ -125,7 +126,7 @@ fi
 cmd_hash=$(inputs_hash command "$COMMAND_VERSION" "$COMMAND_TAG" "$COMMAND_COMMIT" "$go_version")
 if fresh command "$cmd_hash" "$bin/pulumi-resource-command"; then
     say "pulumi-resource-command $COMMAND_VERSION is up to date"
-elif checkout pulumi-command "$COMMAND_GIT" "$COMMAND_TAG" "$COMMAND_COMMIT" provider; then
+elif checkout pulumi-command PULUMI_COMMAND_GIT "$COMMAND_GIT" "$COMMAND_TAG" "$COMMAND_COMMIT" provider; then
     say "building pulumi-resource-command $COMMAND_VERSION (~2 min cold)"
     (cd "$src/pulumi-command/provider" && build_to "$bin/pulumi-resource-command" -trimpath \
         -ldflags "-X github.com/pulumi/pulumi-command/provider/pkg/version.Version=$COMMAND_VERSION" \
