@@ -9,7 +9,7 @@ APT_PACKAGES := shellcheck haproxy keepalived nginx-light openssh-server openssh
 	git curl sudo socat ruby ruby-rails puma ruby-sprockets-rails bundler python3-boto3 systemd \
 	util-linux procps openssl
 
-.PHONY: setup setup-system setup-python up down test test-fast test-fresh-root plan bench clean
+.PHONY: setup setup-system setup-python up down test test-fast test-fresh-root plan bench clean tools
 
 setup: setup-system setup-python
 
@@ -61,6 +61,14 @@ plan: setup-python
 
 bench: setup
 	@$(PY) bench/plan.py
+
+# The Pulumi engine (CLI, Python language host, pulumi-command provider), built from Go modules
+# into .tools/bin by tools/pulumi/build.sh (pinned in tools/pulumi/versions.env, cached).
+# A pulumi already on PATH (a person's own install) is used as it is, unless PULUMI_FROM_PATH=0.
+tools:
+	@if [ "$${PULUMI_FROM_PATH:-1}" != 0 ] && command -v pulumi >/dev/null; then \
+	  echo "[tools] using pulumi on PATH: $$(command -v pulumi) (PULUMI_FROM_PATH=0 builds .tools/bin)"; \
+	else tools/pulumi/build.sh; fi
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
