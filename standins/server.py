@@ -300,7 +300,12 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
             news, secret = plain_map(news_pv)
             checked = handler.check(Context(self.provider, request.urn), olds, news, bytes(request.randomSeed))
         except CheckFailed as failed:
-            return proto.CheckResponse(failures=[proto.CheckFailure(property=p, reason=r) for p, r in failed.failures])
+            # pulumi-terraform-bridge words failures with no property and the path in the reason, so the
+            # engine prints "<type> resource '<name>' has a problem: <why>. Examine values at '<name>.<prop>'."
+            name = request.urn.rsplit("::", 1)[-1]
+            return proto.CheckResponse(failures=[
+                proto.CheckFailure(property="", reason=f"{reason}. Examine values at '{name}.{prop}'.")
+                for prop, reason in failed.failures])
         except Exception as exc:  # noqa: BLE001
             await self._fail(context, exc)
         # Keep the engine's own values (secrets, dependencies) for what Check did not change.
@@ -362,8 +367,8 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         try:
             handler = self.provider.resource(typ)
             state, secret = plain_map(PropertyValue.unmarshal_map(request.properties))
+            # `__defaults` stays in the inputs: the next Check keeps an autoname only when it is listed there.
             inputs, in_secret = plain_map(PropertyValue.unmarshal_map(request.inputs))
-            inputs.pop(DEFAULTS_KEY, None)
             found = await _in_thread(handler.read, Context(self.provider, request.urn), request.id, state, inputs)
         except Exception as exc:  # noqa: BLE001
             await self._fail(context, exc)

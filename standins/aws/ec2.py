@@ -227,6 +227,14 @@ class Instance(AwsResource):
         if tags:
             args["TagSpecifications"] = [{"ResourceType": "instance", "Tags": tag_list(tags)}]
         try:
+            if args.get("SubnetId") and args.get("PrivateIpAddress"):
+                # moto frees a terminated instance's private IP only when the object is garbage-collected
+                # (never, on a server), so a replacement on the same static address would fail; an ENI made
+                # here and deleted with the instance gives the address back, as AWS does on termination.
+                eni = ec2.create_network_interface(
+                    SubnetId=args.pop("SubnetId"), PrivateIpAddress=args.pop("PrivateIpAddress"),
+                    Groups=args.pop("SecurityGroupIds", []))["NetworkInterface"]["NetworkInterfaceId"]
+                args["NetworkInterfaces"] = [{"DeviceIndex": 0, "NetworkInterfaceId": eni}]
             rid = ec2.run_instances(**args)["Instances"][0]["InstanceId"]
         except ClientError as exc:
             raise aws_error("creating EC2 Instance", exc) from None
@@ -235,9 +243,20 @@ class Instance(AwsResource):
         try:
             hook.run("create", self._hook_document(ctx, outputs))
         except ProviderError:
-            ec2.terminate_instances(InstanceIds=[rid])     # nothing half-made survives a failed create
+            self._terminate(ec2, rid, outputs)     # nothing half-made survives a failed create
             raise
         return rid, outputs
+
+    @staticmethod
+    def _terminate(ec2, rid: str, state: dict) -> None:
+        ec2.terminate_instances(InstanceIds=[rid])
+        eni = state.get("primaryNetworkInterfaceId")
+        if eni:
+            try:
+                ec2.delete_network_interface(NetworkInterfaceId=eni)
+            except ClientError as exc:
+                if not is_not_found(exc, "InvalidNetworkInterfaceID.NotFound"):
+                    raise
 
     @staticmethod
     def _hook_document(ctx: Context, state: dict) -> dict:
@@ -280,7 +299,7 @@ class Instance(AwsResource):
         # The hook runs first: if the fleet cannot stop the host, the instance stays in moto and in the state.
         hook.run("delete", self._hook_document(ctx, {**state, "id": rid}))
         try:
-            ec2.terminate_instances(InstanceIds=[rid])
+            self._terminate(ec2, rid, state)
         except ClientError as exc:
             if not is_not_found(exc, "InvalidInstanceID.NotFound"):
                 raise aws_error(f"terminating EC2 Instance ({rid})", exc) from None
