@@ -71,7 +71,7 @@ class Bucket(AwsResource):
             raise aws_error(f"reading S3 Bucket ({rid})", exc) from None
         state = {**state, **self._outputs(ctx, rid)}
         # An import starts from nothing: the inputs are what the bucket has (force_destroy defaults to false).
-        inputs = dict(inputs) if inputs else {"bucket": rid, "forceDestroy": False, "tags": found_tags or None}
+        inputs = dict(inputs) if inputs else {"bucket": rid, "forceDestroy": False, "tags": None}
         state.setdefault("forceDestroy", inputs.get("forceDestroy", False))
         read_tags(ctx, found_tags, state, inputs)
         return state, inputs
