@@ -190,7 +190,8 @@ class Resource:
             checked[DEFAULTS_KEY] = [auto.prop]
         elif DEFAULTS_KEY in checked:
             checked[DEFAULTS_KEY] = []
-        failures = provider_rules.problems(self.token, {k: v for k, v in checked.items() if v is not UNKNOWN})
+        # An unknown value (preview) is present for the required check and skipped by the pattern rules.
+        failures = provider_rules.problems(self.token, checked)
         if failures:
             raise CheckFailed(failures)
         return checked

@@ -479,3 +479,11 @@ def test_a_failing_delete_hook_keeps_the_instance(tmp_path, moto_endpoint, ec2, 
     finally:
         failing.close()
     ec2.terminate_instances(InstanceIds=[rid])
+
+
+def test_an_unknown_input_during_preview_counts_as_given(aws):
+    checked, failures = aws.check("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "pab",
+                                  {"bucket": UNKNOWN, "blockPublicAcls": True})
+    assert not failures and checked["bucket"] is UNKNOWN
+    _, failures = aws.check(SG, "web", {"name": UNKNOWN})
+    assert not failures
