@@ -196,6 +196,10 @@ class Resource:
             raise CheckFailed(failures)
         return checked
 
+    def planned(self, ctx: Context, inputs: dict) -> dict:
+        """The outputs a preview shows: the inputs, and unknown for what the provider computes."""
+        return {**{k: UNKNOWN for k in self.computed if k not in inputs}, **inputs}
+
     def create(self, ctx: Context, inputs: dict) -> tuple[str, dict]:
         raise NotImplementedError
 
@@ -356,7 +360,7 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
             inputs.pop(DEFAULTS_KEY, None)
             ctx = Context(self.provider, request.urn)
             if request.preview:
-                rid, outputs = "", {**{k: UNKNOWN for k in handler.computed if k not in inputs}, **inputs}
+                rid, outputs = "", handler.planned(ctx, inputs)
             else:
                 rid, outputs = await _in_thread(handler.create, ctx, inputs)
         except Exception as exc:  # noqa: BLE001

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from ..server import Context, ProviderError, Resource
+from ..server import UNKNOWN, Context, ProviderError, Resource
 
 ACCOUNT_ID = "123456789012"            # moto's default account
 ENDPOINT_ENV = "ECOM_STANDIN_AWS_ENDPOINT"
@@ -104,7 +104,13 @@ def read_tags(ctx: Context, found: dict[str, str], state: dict, inputs: dict) ->
 class AwsResource(Resource):
     """Shared create/update shape: outputs = inputs + what AWS computed."""
 
-    name_output: str | None = None     # the output holding the AWS-side name (autoname or from a prefix)
+    def planned(self, ctx, inputs):
+        # pulumi-aws computes tagsAll from the provider's default tags before anything exists.
+        planned = super().planned(ctx, inputs)
+        if "tagsAll" in self.computed and not any(v is UNKNOWN for v in (inputs.get("tags") or {}).values()) \
+                and inputs.get("tags") is not UNKNOWN:
+            planned["tagsAll"] = tags_all(ctx, inputs)
+        return planned
 
     def resolved_name(self, inputs: dict, prop: str, prefix_prop: str | None) -> str:
         if inputs.get(prop):

@@ -1,6 +1,8 @@
 """EC2 resources on moto: SecurityGroup, KeyPair, Instance (with the fleet hook), Eip, EipAssociation."""
 from __future__ import annotations
 
+import os
+
 from botocore.exceptions import ClientError
 
 from ..server import Context, ProviderError
@@ -327,6 +329,9 @@ def _address_outputs(ctx: Context, address: dict) -> dict:
             "arn": _arn(ctx, "elastic-ip", allocation)}
 
 
+EIP_ADDRESS_ENV = "ECOM_STANDIN_EIP_ADDRESS"
+
+
 class Eip(AwsResource):
     token = "aws:ec2/eip:Eip"
     computed = ("id", "allocationId", "publicIp", "publicDns", "associationId", "instance", "networkInterface",
@@ -337,7 +342,12 @@ class Eip(AwsResource):
         ec2 = client(ctx, "ec2")
         tags = tags_all(ctx, inputs)
         try:
-            allocation = ec2.allocate_address(Domain=inputs.get("domain") or "vpc")["AllocationId"]
+            args = {"Domain": inputs.get("domain") or "vpc"}
+            # The local fleet serves the EIP on a bridge address of its own (fleet:eipAddress): it names it here.
+            address = inputs.get("address") or os.environ.get(EIP_ADDRESS_ENV)
+            if address:
+                args["Address"] = address
+            allocation = ec2.allocate_address(**args)["AllocationId"]
             if tags:
                 ec2.create_tags(Resources=[allocation], Tags=tag_list(tags))
             if inputs.get("instance"):

@@ -487,3 +487,15 @@ def test_an_unknown_input_during_preview_counts_as_given(aws):
     assert not failures and checked["bucket"] is UNKNOWN
     _, failures = aws.check(SG, "web", {"name": UNKNOWN})
     assert not failures
+
+
+def test_the_fleet_can_name_the_eips_public_address(moto_endpoint):  # noqa: F811
+    plugin = start(moto_endpoint, {"ECOM_STANDIN_EIP_ADDRESS": "10.213.0.250"})
+    try:
+        rid, eip, _ = plugin.up(EIP, "vip", {"domain": "vpc"})
+        assert eip["publicIp"] == "10.213.0.250"
+        _, planned, _ = plugin.create(EIP, "vip", {"domain": "vpc", "tags": {"Role": "vip"}}, preview=True)
+        assert planned["tagsAll"] == {"Role": "vip", "Project": "standins", "ManagedBy": "pulumi"}
+        plugin.delete(EIP, "vip", rid, eip)
+    finally:
+        plugin.close()
