@@ -132,6 +132,8 @@ def test_up_replace_refresh_destroy_on_the_real_engine(project: Project, network
     # ...and the next up puts it back.
     project.run("up", "--yes", "--skip-preview")
     assert project.outputs()["associationId"] != outputs["associationId"]
+    settled = project.run("preview", "--diff", "--expect-no-changes", check=False)
+    assert settled.returncode == 0, settled.stdout          # refresh left no spurious diff behind
 
     project.run("destroy", "--yes", "--skip-preview")
     assert [e["event"] for e in hook_events(project)] == ["create", "delete"]
