@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -148,3 +149,40 @@ def test_a_preview_with_an_sg_name_starting_with_sg_fails_with_the_providers_mes
     # The same line the offline plan's mocks raise (ecom_infra.provider_rules.ProviderCheckError).
     assert ("aws:ec2/securityGroup:SecurityGroup resource 'web' has a problem: invalid value for name "
             "(cannot begin with sg-). Examine values at 'web.name'.") in preview.stdout, preview.stdout
+
+
+def test_the_whole_program_previews_on_the_stand_ins(tmp_path: Path, moto_endpoint: str):  # noqa: F811
+    """Every resource and function `__main__.py` uses is served: a preview of the local stack on moto passes."""
+    import yaml  # noqa: PLC0415
+
+    program = tmp_path / "ecom-infra"
+    shutil.copytree(ROOT, program, ignore=shutil.ignore_patterns(".venv", ".git", ".tools", "__pycache__",
+                                                                 ".pytest_cache", "Pulumi.*.yaml"))
+    (program / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text().replace(
+        "virtualenv: .venv", f"virtualenv: {Path(sys.executable).parent.parent}"))
+    project = Project(tmp_path, moto_endpoint, tmp_path / "hook.log")
+    project.dir = program
+    ec2 = boto3.client("ec2", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="test",
+                       aws_secret_access_key="test")
+    # moto's register_image drops the architecture the program filters on; a copy keeps it.
+    source = next(i for i in ec2.describe_images(Owners=["amazon"])["Images"] if i.get("Architecture") == "x86_64")
+    ec2.copy_image(SourceImageId=source["ImageId"], SourceRegion="us-east-1", Name="debian-12-amd64-20261101-1")
+
+    def pulumi(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(TOOLS / "pulumi"), "--non-interactive", *args], cwd=program, env=project.env,
+                              capture_output=True, text=True, timeout=600, check=False)
+
+    assert pulumi("stack", "init", "local").returncode == 0
+    stack_file = program / "Pulumi.local.yaml"
+    stack = yaml.safe_load(stack_file.read_text()) or {}
+    stack["config"] = {**yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"],
+                       "ecom-infra:awsEndpoint": moto_endpoint,
+                       "ecom-infra:ami": {"owners": ["123456789012"], "namePattern": "debian-12-amd64-*"}}
+    stack_file.write_text(yaml.safe_dump(stack))
+    placeholder = "-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in test\n-----END OPENSSH PRIVATE KEY-----\n"
+    for key in ("deployKey", "sshPrivateKey"):
+        assert pulumi("config", "set", "--secret", key, "--", placeholder).returncode == 0
+    preview = pulumi("preview", "--stack", "local")
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert re.search(r"\+ \d+ to create", preview.stdout), preview.stdout
+    assert "error" not in preview.stdout.lower().replace("errored", ""), preview.stdout
