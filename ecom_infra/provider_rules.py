@@ -118,28 +118,112 @@ def autonames(typ: str, name: str, inputs: dict[str, Any], seed: str) -> dict[st
     return {auto.prop: value.lower() if auto.lower else value}
 
 
+def with_autoname(typ: str, name: str, inputs: dict[str, Any], seed: str) -> dict[str, Any]:
+    """`inputs` plus the bridge's autoname (an input the provider checks). A name made from a
+    prefix is made by the provider at create time (state only), after its prefix was checked."""
+    auto = AUTONAMES.get(typ)
+    checked = dict(inputs)
+    if not (auto and auto.prefix_prop and inputs.get(auto.prefix_prop)):
+        checked.update(autonames(typ, name, inputs, seed))
+    return checked
+
+
+def problems(typ: str, checked: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (property, problem) the provider's Check reports for these (autonamed) inputs."""
+    found = []
+    for rule in RULES:
+        if rule.typ == typ and isinstance(checked.get(rule.prop), str):
+            problem = rule.problem(checked[rule.prop])
+            if problem:
+                found.append((rule.prop, problem))
+    found += [(prop, f'Missing required argument. The argument "{_tf_name(prop)}" is required, '
+                     "but no definition was found.")
+              for prop in REQUIRED.get(typ, ()) if checked.get(prop) is None]
+    auto = AUTONAMES.get(typ)
+    if auto and isinstance(checked.get(auto.prop), str) and len(checked[auto.prop]) > auto.max_len:
+        found.append((auto.prop, f"autoname {checked[auto.prop]!r} is longer than {auto.max_len} characters"))
+    return found
+
+
 def check(typ: str, name: str, inputs: dict[str, Any], seed: str) -> dict[str, Any]:
     """Autoname, then validate like the provider's Check; returns the checked inputs.
 
     Raises ProviderCheckError with the provider's wording on the first broken rule.
     `seed` makes the autoname suffix deterministic (the plan passes stack/type/name).
     """
-    auto = AUTONAMES.get(typ)
-    checked = dict(inputs)
-    if not (auto and auto.prefix_prop and inputs.get(auto.prefix_prop)):
-        # The bridge's autoname is an input the provider checks; a name made from a prefix is made
-        # by the provider at create time (state only), after its prefix was checked.
-        checked.update(autonames(typ, name, inputs, seed))
-    for rule in RULES:
-        if rule.typ != typ or not isinstance(checked.get(rule.prop), str):
-            continue
-        problem = rule.problem(checked[rule.prop])
-        if problem:
-            raise ProviderCheckError(typ, name, rule.prop, problem)
-    if auto and isinstance(checked.get(auto.prop), str) and len(checked[auto.prop]) > auto.max_len:
-        raise ProviderCheckError(typ, name, auto.prop, f"autoname {checked[auto.prop]!r} is longer than "
-                                                       f"{auto.max_len} characters")
+    checked = with_autoname(typ, name, inputs, seed)
+    for prop, problem in problems(typ, checked):
+        raise ProviderCheckError(typ, name, prop, problem)
     return checked
+
+
+def _tf_name(prop: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", prop).lower()
+
+
+# ----------------------------------------------------------------------------- required inputs and replacement
+
+# Required arguments per resource (the Terraform schemas' `Required: true`; pulumi-tls's `algorithm`).
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "aws:ec2/keyPair:KeyPair": ("publicKey",),
+    "aws:iam/role:Role": ("assumeRolePolicy",),
+    "aws:iam/rolePolicy:RolePolicy": ("policy", "role"),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ("bucket", "rule"),
+    "aws:s3/bucketPolicy:BucketPolicy": ("bucket", "policy"),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": ("bucket",),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": ("bucket", "rules"),
+    "aws:s3/bucketVersioning:BucketVersioning": ("bucket", "versioningConfiguration"),
+    "tls:index/privateKey:PrivateKey": ("algorithm",),
+}
+
+# Inputs whose change replaces the resource: `ForceNew: true` in terraform-provider-aws (the files named), or
+# `RequiresReplace` in terraform-provider-tls; every other input is updated in place. A dotted name is a field
+# of a nested object (v7 flattens MaxItems=1 blocks such as rootBlockDevice into one object).
+REPLACE_ON_CHANGE: dict[str, frozenset[str]] = {
+    # ec2/ec2_instance.go; user_data replaces only with user_data_replace_on_change (its CustomizeDiff),
+    # see replaces() below. instance_type, vpc_security_group_ids, iam_instance_profile, tags... update.
+    "aws:ec2/instance:Instance": frozenset({
+        "ami", "availabilityZone", "subnetId", "privateIp", "keyName", "associatePublicIpAddress",
+        "placementGroup", "tenancy", "hostId", "ipv6AddressCount", "ipv6Addresses", "networkInterfaces",
+        "ebsBlockDevices", "ephemeralBlockDevices", "launchTemplate", "cpuOptions", "hibernation",
+        "securityGroups", "rootBlockDevice.encrypted", "rootBlockDevice.kmsKeyId"}),
+    # ec2/vpc_security_group.go: ingress, egress, tags, revoke_rules_on_delete update.
+    "aws:ec2/securityGroup:SecurityGroup": frozenset({"name", "namePrefix", "description", "vpcId"}),
+    # ec2/ec2_key_pair.go: only tags update.
+    "aws:ec2/keyPair:KeyPair": frozenset({"keyName", "keyNamePrefix", "publicKey"}),
+    # ec2/ec2_eip.go: instance, network_interface, associate_with_private_ip, tags update.
+    "aws:ec2/eip:Eip": frozenset({"domain", "address", "customerOwnedIpv4Pool", "networkBorderGroup",
+                                  "publicIpv4Pool", "ipamPoolId"}),
+    # ec2/ec2_eip_association.go has no Update: every argument is ForceNew.
+    "aws:ec2/eipAssociation:EipAssociation": frozenset({"allocationId", "instanceId", "networkInterfaceId",
+                                                         "privateIpAddress", "publicIp", "allowReassociation"}),
+    # iam/role.go, iam/role_policy.go, iam/instance_profile.go.
+    "aws:iam/role:Role": frozenset({"name", "namePrefix", "path"}),
+    "aws:iam/rolePolicy:RolePolicy": frozenset({"name", "namePrefix", "role"}),
+    "aws:iam/instanceProfile:InstanceProfile": frozenset({"name", "namePrefix", "path"}),
+    # s3/bucket.go and the bucket_* configuration resources (each is bound to its bucket).
+    "aws:s3/bucket:Bucket": frozenset({"bucket", "bucketPrefix", "objectLockEnabled"}),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": frozenset({"bucket"}),
+    "aws:s3/bucketPolicy:BucketPolicy": frozenset({"bucket"}),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": frozenset({"bucket"}),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration":
+        frozenset({"bucket", "expectedBucketOwner"}),
+    "aws:s3/bucketVersioning:BucketVersioning": frozenset({"bucket", "expectedBucketOwner"}),
+    # terraform-provider-tls internal/provider/resource_private_key.go: RequiresReplace on all three.
+    "tls:index/privateKey:PrivateKey": frozenset({"algorithm", "rsaBits", "ecdsaCurve"}),
+}
+
+
+def replaces(typ: str, changed: list[str], news: dict[str, Any]) -> list[str]:
+    """Which of the `changed` property paths ("a" or "a.b") replace a resource of type `typ`."""
+    force_new = REPLACE_ON_CHANGE.get(typ, frozenset())
+    result = [path for path in changed
+              if path in force_new or path.split(".", 1)[0] in force_new]
+    # ec2_instance.go CustomizeDiff: ForceNew("user_data") when user_data_replace_on_change is true.
+    if (typ == "aws:ec2/instance:Instance" and "userData" in changed
+            and str(news.get("userDataReplaceOnChange")).lower() == "true"):
+        result.append("userData")
+    return sorted(set(result))
 
 
 # ----------------------------------------------------------------------------- data sources
