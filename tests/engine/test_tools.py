@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".tools" / "bin"
+BIN = Path(os.environ.get("ECOM_PULUMI_BIN_DIR", ROOT / ".tools" / "bin"))  # as tests/standins/test_engine.py
 PULUMI = BIN / "pulumi"
 VENV = ROOT / ".venv"
 PINS = ROOT / "tools" / "pulumi" / "versions.env"
 
 pytestmark = [
     pytest.mark.engine,
-    pytest.mark.skipif(not PULUMI.exists(), reason=f"{PULUMI.relative_to(ROOT)} absent: run `make tools` "
+    pytest.mark.skipif(not PULUMI.exists(), reason=f"{PULUMI} absent: run `make tools` "
                        "(with PULUMI_FROM_PATH=0 when a pulumi is already on PATH)"),
 ]
 
