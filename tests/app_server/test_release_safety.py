@@ -45,3 +45,22 @@ def test_a_manifest_name_with_a_newline_cannot_forge_a_release_sha(host, shas):
     build, _ = host.deploy(forged)
     assert "still on disk: reused" not in build.stdout
     assert host.get("/health") == (200, "ok r1\n")
+
+
+def test_pumas_environment_file_is_in_a_folder_only_root_can_write(host):
+    unit = Path(host.spec.unit_path).read_text()
+    [line] = [line for line in unit.splitlines() if line.startswith("EnvironmentFile=")]
+    env_file = Path(line.split("=", 1)[1].lstrip("-"))
+    folder = env_file.parent
+    assert folder.is_dir() and not folder.is_symlink()
+    info = folder.stat()
+    assert info.st_uid == 0 and info.st_mode & 0o022 == 0, oct(info.st_mode)
+    for parent in folder.parents:                       # no folder above it the app could swap either
+        if parent == Path("/"):
+            break
+        if parent.is_relative_to(host.app_dir.parent):
+            assert parent.stat().st_uid == 0, parent
+    # The deploy user can neither write the file nor plant a link in its place.
+    planted = subprocess.run(["runuser", "-u", host.account.user, "--", "ln", "-s", "/etc/shadow", str(env_file)],
+                             capture_output=True, check=False)
+    assert planted.returncode != 0 and not env_file.is_symlink()
