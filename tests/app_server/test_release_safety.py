@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import kill_pids, pids_of_user
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 
@@ -64,3 +63,75 @@ def test_pumas_environment_file_is_in_a_folder_only_root_can_write(host):
     planted = subprocess.run(["runuser", "-u", host.account.user, "--", "ln", "-s", "/etc/shadow", str(env_file)],
                              capture_output=True, check=False)
     assert planted.returncode != 0 and not env_file.is_symlink()
+
+
+def revisions(host) -> list[str]:
+    return (host.app_dir / "revisions.log").read_text().splitlines()
+
+
+def switch_by_hand(host, release: str) -> None:
+    link = host.app_dir / ".current.by-hand"
+    link.symlink_to(host.app_dir / "releases" / release)
+    os.replace(link, host.app_dir / "current")
+
+
+def test_publish_restarts_puma_when_it_runs_another_release_than_current(host, shas):
+    host.deploy(shas["v1"])
+    v1 = host.current()
+    host.deploy(shas["r1"])
+    pid = host.puma_pid()
+    assert os.path.realpath(f"/proc/{pid}/cwd") == str(host.app_dir / "releases" / host.current())
+    # current back on v1 (a publish killed between the switch and the restart, or a hand edit):
+    # v1 went live before, yet puma still runs r1.
+    switch_by_hand(host, v1)
+    out = ok(host.with_sha(shas["v1"]).run("release-publish"))
+    assert "nothing switched or restarted" not in out
+    assert f"current -> {v1}, but puma runs " in out
+    assert host.puma_pid() not in (None, pid)
+    assert host.get("/health") == (200, "ok v1\n")
+    assert f"unfinished {shas['v1']} branch=main release={v1}" in "\n".join(revisions(host))
+    # Now puma runs what current says: nothing to do.
+    assert "nothing switched or restarted" in ok(host.run("release-publish"))
+
+
+def test_a_publish_killed_after_the_switch_is_on_record_and_the_next_run_finishes_it(host, shas):
+    host.deploy(shas["r1"])
+    good = host.current()
+    host.with_sha(shas["broken-boot"], health_timeout=120)
+    ok(host.run("release-build"))
+    broken = next(r for r in host.releases() if r != good)
+    job = host.start("release-publish")
+    for line in job.stdout:                                 # switched, puma restarted, checking health
+        if "checking /health" in line:
+            break
+    os.killpg(job.pid, signal.SIGKILL)                      # no trap runs: the host lost power, say
+    job.communicate(timeout=30)
+    assert host.current() == broken
+    log = "\n".join(revisions(host))
+    assert f"switching {shas['broken-boot']} branch=main release={broken}" in log    # the intent
+    assert f"failed {shas['broken-boot']}" not in log                                # no outcome yet
+
+    host.with_sha(shas["broken-boot"], health_timeout=6)   # pulumi runs the failed step again
+    publish = host.run("release-publish")
+    assert publish.returncode == 1
+    assert f"current -> {broken}, which never went live" in publish.stderr
+    assert host.current() == good and host.get("/health") == (200, "ok r1\n")
+    whats = [line.split()[1] for line in revisions(host)]
+    assert whats == ["switching", "deployed", "switching", "unfinished", "switching", "failed", "switching-back",
+                     "rolled-back"], revisions(host)
+
+
+def test_a_killed_builds_empty_release_folder_is_swept_by_the_next_run(host, shas, deploy_account):
+    host.deploy(shas["v1"])
+    live = host.current()
+    # What a build killed right after making its folders leaves: meta with the sha, an empty release.
+    left = "20000101000000-" + shas["r1"][:12]
+    (host.app_dir / "meta" / left).mkdir()
+    (host.app_dir / "meta" / left / "sha").write_text(shas["r1"] + "\n")
+    (host.app_dir / "releases" / left).mkdir()
+    os.chown(host.app_dir / "releases" / left, deploy_account.uid, deploy_account.uid)
+    # The next run is a publish (puma's config changed, say): it sweeps too.
+    out = ok(host.run("release-publish"))
+    assert f"removed unfinished release {left}" in out
+    assert host.releases() == [live] and not (host.app_dir / "meta" / left).exists()
+
