@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from .helpers import script_env
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 
@@ -135,3 +137,26 @@ def test_a_killed_builds_empty_release_folder_is_swept_by_the_next_run(host, sha
     assert f"removed unfinished release {left}" in out
     assert host.releases() == [live] and not (host.app_dir / "meta" / left).exists()
 
+
+def run_with_fake_systemctl(host, step: str, calls: Path) -> str:
+    """Run `step` as rendered for a systemd host, with `systemctl` an exported shell function that
+    records its arguments (this machine's systemd is not PID 1): is-enabled answers from a marker per unit."""
+    host.spec = replace(host.spec, service_manager="systemd")
+    stub = ('() { printf "%s\\n" "$*" >> ' + str(calls) + '; case "$1" in '
+            'is-enabled) [ -e ' + str(calls) + '."${@: -1}" ] ;; enable) touch ' + str(calls) + '."${@: -1}" ;; '
+            'show) echo no ;; *) return 0 ;; esac; }')
+    env = {**script_env(), "BASH_FUNC_systemctl%%": stub}
+    result = subprocess.run(["bash", "-c", host.steps()[step].create], capture_output=True, text=True, env=env,
+                            timeout=60, check=False)
+    return ok(result)
+
+
+def test_nginx_and_puma_are_enabled_for_boot_on_every_run(host, tmp_path):
+    calls = tmp_path / "systemctl.calls"
+    out = run_with_fake_systemctl(host, "nginx-site", calls)        # the site is unchanged: enabled anyway
+    assert "nginx-site: nginx enabled" in out
+    assert "enable --quiet nginx" in calls.read_text().splitlines()
+    run_with_fake_systemctl(host, "puma-unit", calls)
+    assert f"enable --quiet {host.spec.unit_name}" in calls.read_text().splitlines()
+    calls.write_text("")
+    assert "nginx enabled" not in run_with_fake_systemctl(host, "nginx-site", calls)   # already enabled

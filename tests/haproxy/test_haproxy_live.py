@@ -259,6 +259,19 @@ def test_install_starts_haproxy_when_it_is_not_running(short_dir, app_servers):
     assert Path(layout.config_path).read_text() == cfg
 
 
+def test_install_enables_haproxy_for_boot_on_every_run(short_dir, app_servers):
+    need("haproxy")
+    enabled = short_dir / "enabled"
+    layout = local_layout(short_dir, service=ServiceControl(
+        is_active=("true",), reload=("true",), start=("false",), enable=("touch", str(enabled))))
+    cfg = render_haproxy_cfg(two_apps(app_servers("app-1", "app-2", "docs-1")), layout=layout)
+    assert run_script(render_haproxy_install(cfg, layout)).returncode == 0
+    assert enabled.exists()
+    enabled.unlink()                                    # disabled by hand; the file is unchanged
+    result = run_script(render_haproxy_install(cfg, layout))
+    assert result.stdout.strip() == "haproxy-config: unchanged" and enabled.exists()
+
+
 def test_install_refuses_to_run_as_a_normal_user(short_dir, app_servers):
     need("haproxy", "setpriv")
     layout = local_layout(short_dir)
