@@ -1,6 +1,7 @@
 """The release verbs end to end: argparse -> checks -> git ls-remote -> S3 (moto over HTTP)."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -82,6 +83,20 @@ def stage(cli, env: str, app: str, sha: str, actor: str = "tester"):
     result = cli("stage", "--env", env, "--app", app, "--sha", sha, "--actor", actor)
     assert result.code == 0, result
     return result
+
+
+def went_live(cli, env: str, app: str | None = None, outputs: Path | None = None):
+    """What the deploy workflows run after a successful `pulumi up`."""
+    argv = ["mark-live", "--env", env, "--actor", "ci"] + (["--app", app] if app else [])
+    result = cli(*argv, *(["--outputs", str(outputs)] if outputs else []))
+    assert result.code == 0, result
+    return result
+
+
+def deploy(cli, env: str, app: str, sha: str):
+    """Stage, then a successful up."""
+    stage(cli, env, app, sha)
+    went_live(cli, env, app)
 
 
 # -- stage ---------------------------------------------------------------------------------------
@@ -263,16 +278,51 @@ def test_promote_refuses_bad_input(cli, project, bucket, s3, argv, error):
 # -- rollback and history --------------------------------------------------------------------------
 def test_rollback_walks_back_one_release_at_a_time(cli, project, bucket, s3):
     for n in (1, 2, 3):
-        stage(cli, "production", "ecom-platform", SHA[n])
+        deploy(cli, "production", "ecom-platform", SHA[n])
         stage(cli, "production", "ecom-docs", SHA[n + 5])   # other entries change in between
     first = cli("rollback", "--env", "production", "--app", "ecom-platform", "--actor", "oncall")
     assert first.out.splitlines() == [f"production/ecom-platform: {SHA[3]} \u2192 {SHA[2]}",
                                       "next: pulumi up --stack production"]
+    went_live(cli, "production", "ecom-platform")
     second = cli("rollback", "--env", "production", "--app", "ecom-platform")
     assert second.out.splitlines()[0] == f"production/ecom-platform: {SHA[2]} \u2192 {SHA[1]}"
+    went_live(cli, "production", "ecom-platform")
     assert read(s3, bucket)["production"] == {"ecom-platform": SHA[1], "ecom-docs": SHA[8]}
     assert_one_line_error(cli("rollback", "--env", "production", "--app", "ecom-platform"),
-                          "--to: no earlier sha of production/ecom-platform")
+                          "--to: no release of production/ecom-platform went live before 111111111111")
+
+
+def test_rollback_never_proposes_a_sha_whose_deploy_failed(cli, project, bucket, s3):
+    deploy(cli, "production", "ecom-platform", SHA[1])        # v1 live
+    stage(cli, "production", "ecom-platform", SHA[2])         # does not boot: the up fails, v1 keeps serving
+    deploy(cli, "production", "ecom-platform", SHA[3])        # a good one
+    result = cli("rollback", "--env", "production", "--app", "ecom-platform")
+    assert result.out.splitlines()[0] == f"production/ecom-platform: {SHA[3]} \u2192 {SHA[1]}"
+    live = s3.get_object(Bucket=bucket, Key="sha_number.live.yml")["Body"].read().decode()
+    assert SHA[1] in live and SHA[3] in live and SHA[2] not in live
+
+
+def test_rollback_without_a_live_record_asks_for_to(cli, project, bucket, s3):
+    stage(cli, "production", "ecom-platform", SHA[1])
+    stage(cli, "production", "ecom-platform", SHA[2])
+    assert_one_line_error(cli("rollback", "--env", "production", "--app", "ecom-platform"),
+                          "--to: no record of a release of production/ecom-platform that went live")
+    assert read(s3, bucket)["production"]["ecom-platform"] == SHA[2]
+
+
+def test_mark_live_records_what_the_up_deployed_from_its_outputs(cli, project, bucket, s3, tmp_path):
+    stage(cli, "staging", "ecom-platform", SHA[1])
+    stage(cli, "staging", "ecom-docs", SHA[5])
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"apps": {"ecom-platform": {"sha": SHA[1]}, "ecom-docs": {"sha": None}}}))
+    stage(cli, "staging", "ecom-platform", SHA[2])            # staged while the up ran: not deployed by it
+    result = went_live(cli, "staging", outputs=outputs)
+    assert result.out.splitlines() == ["staging/ecom-platform: live (none) \u2192 " + SHA[1],
+                                       "staging/ecom-docs: no sha deployed, nothing recorded"]
+    again = went_live(cli, "staging", outputs=outputs)
+    assert again.out.splitlines()[0] == f"staging/ecom-platform: {SHA[1]} already recorded live"
+    outputs.write_text("{not json")
+    assert_one_line_error(cli("mark-live", "--env", "staging", "--outputs", str(outputs)), "--outputs:")
 
 
 def test_rollback_to_a_sha_that_never_ran_there_needs_force(cli, project, bucket, s3):
@@ -295,6 +345,7 @@ def test_rollback_of_an_entry_that_was_never_set_is_refused(cli, project, bucket
 
 def test_history_lists_when_who_and_what_it_replaced(cli, project, bucket, s3):
     stage(cli, "staging", "ecom-platform", SHA[1], actor="alice")
+    went_live(cli, "staging", "ecom-platform")
     stage(cli, "staging", "ecom-docs", SHA[5], actor="bob")            # not a row for ecom-platform
     stage(cli, "staging", "ecom-platform", SHA[2], actor="carol")
     s3.put_object(Bucket=bucket, Key=KEY, Body=b"hand: [edited\n")   # a broken version in between
