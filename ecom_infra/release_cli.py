@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = stage.add_mutually_exclusive_group()
     source.add_argument("--repo", help="git URL or path (default: the app's repo in the stack file)")
     source.add_argument("--sha", help="use this 40-hex commit instead of resolving the branch")
+    stage.add_argument("--no-verify-sha", action="store_true",
+                       help="do not ask the app's repository whether --sha is in it (offline use)")
     stage.set_defaults(func=cmd_stage)
 
     promote = subparsers.add_parser("promote", parents=[common, writer], help="copy shas to another env",
@@ -236,25 +239,68 @@ def resolve_branch(repo: str, branch: str, key: str = "--repo") -> str:
     ref = f"refs/heads/{branch}"
     if branch.startswith("-") or _git("check-ref-format", ref).returncode != 0:
         raise ConfigError("--branch", f"{branch[:60]!r} is not a valid branch name", "master")
-    env = {k: os.environ[k] for k in GIT_ENV_KEEP if k in os.environ}
-    env.update(GIT_ALLOW_PROTOCOL="ssh", GIT_TERMINAL_PROMPT="0",   # fail instead of asking for a password
-               GIT_SSH_COMMAND="ssh -o BatchMode=yes", GIT_CONFIG_NOSYSTEM="1")
     try:
-        done = _git("ls-remote", "--exit-code", repo, ref, env=env, timeout=GIT_TIMEOUT_S)
+        done = _git("ls-remote", "--exit-code", repo, ref, env=_git_env(), timeout=GIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise ConfigError("--repo", f"git ls-remote {redact(repo)} timed out after {GIT_TIMEOUT_S}s") from None
     if done.returncode == 2:   # --exit-code: the remote answered, but has no such ref
         raise ConfigError("--branch", f"no branch {branch!r} in {redact(repo)}", "master")
     if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        lines = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines[-GIT_STDERR_TAIL:]
-        why = redact(" / ".join(lines).replace(repo, redact(repo)))[:500] if lines else f"exit {done.returncode}"
-        raise ConfigError("--repo", f"git ls-remote {redact(repo)} failed: {why}")
+        raise ConfigError("--repo", f"git ls-remote {redact(repo)} failed: {_git_why(done, repo)}")
     for line in done.stdout.splitlines():
         sha, _, name = line.partition("\t")
         if name == ref:   # patterns match ref tails too (refs/heads/x/refs/heads/master)
             return check_sha(sha, "--branch")
     raise ConfigError("--branch", f"no branch {branch!r} in {redact(repo)}", "master")
+
+
+def _git_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in GIT_ENV_KEEP if k in os.environ}
+    env.update(GIT_ALLOW_PROTOCOL="ssh", GIT_TERMINAL_PROMPT="0",   # fail instead of asking for a password
+               GIT_SSH_COMMAND="ssh -o BatchMode=yes", GIT_CONFIG_NOSYSTEM="1")
+    return env
+
+
+def _git_why(done: subprocess.CompletedProcess, repo: str) -> str:
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    lines = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines[-GIT_STDERR_TAIL:]
+    return redact(" / ".join(lines).replace(repo, redact(repo)))[:500] if lines else f"exit {done.returncode}"
+
+
+# What git says when the remote answered but has no such object.
+_NOT_THERE = ("not our ref", "couldn't find remote ref", "no such remote ref", "not a valid object",
+              "unadvertised object")
+
+
+def verify_sha(repo: str, sha: str, key: str) -> None:
+    """Refuse a sha the app's repository does not have, at stage time rather than at build time.
+
+    The tip of a ref is found with `git ls-remote`; any other commit is fetched alone (depth 1)
+    into a throw-away repository, which git servers allow for reachable commits (GitHub does).
+    """
+    parse_git_remote(repo, key)   # SSH only, as for --repo
+    hint = "; pass --no-verify-sha to stage it without checking (offline)"
+    try:
+        listed = _git("ls-remote", repo, env=_git_env(), timeout=GIT_TIMEOUT_S)
+        if listed.returncode != 0:
+            raise ConfigError("--sha", f"cannot check it: git ls-remote {redact(repo)} failed: "
+                                       f"{_git_why(listed, repo)}{hint}")
+        if any(line.split("\t", 1)[0] == sha for line in listed.stdout.splitlines()):
+            return
+        with tempfile.TemporaryDirectory(prefix="ecom-verify-") as scratch:
+            if _git("init", "--quiet", "--bare", scratch).returncode != 0:
+                raise ConfigError("--sha", f"cannot check it: git init failed in {scratch}{hint}")
+            fetched = _git("-C", scratch, "fetch", "--quiet", "--depth=1", "--no-tags", repo, sha,
+                           env=_git_env(), timeout=GIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConfigError("--sha", f"cannot check it: git timed out after {GIT_TIMEOUT_S}s on "
+                                   f"{redact(repo)}{hint}") from None
+    if fetched.returncode == 0:
+        return
+    if any(marker in fetched.stderr.lower() for marker in _NOT_THERE):
+        raise ConfigError("--sha", f"commit {sha} is not in {redact(repo)}")
+    raise ConfigError("--sha", f"cannot check it: git fetch from {redact(repo)} failed: "
+                               f"{_git_why(fetched, repo)}{hint}")
 
 
 # -- the verbs --------------------------------------------------------------------------------
@@ -266,6 +312,12 @@ def cmd_stage(args: argparse.Namespace) -> int:
     store = context(args).store   # checks --bucket/--key/--endpoint-url before running git
     if args.sha is not None:
         sha = check_sha(args.sha, "--sha")
+        if not args.no_verify_sha:
+            repo = entry.get("repo")
+            if not isinstance(repo, str) or not repo:
+                raise ConfigError("--sha", f"cannot check it: {env}/{args.app} has no repo in its stack file; "
+                                           f"pass --no-verify-sha")
+            verify_sha(repo, sha, f"{env} stack file: {args.app}.repo")
     else:
         repo = args.repo or entry.get("repo")
         branch = args.branch or entry.get("branch")
