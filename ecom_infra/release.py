@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 import boto3
 import botocore.config
 import botocore.exceptions
+import yaml
 
 from . import shafile
 from .errors import ConfigError
@@ -195,6 +196,24 @@ def decode_previous(text: str) -> dict[tuple[str, str], str | None]:
     return found
 
 
+def conditional_put(client, location: Location, text: str, etag: str | None, endpoint_url: str | None,
+                    metadata: dict[str, str]) -> None:
+    """Write `text` only if the object is still the one we read (`etag`; None: still absent).
+
+    Raises _Conflict when somebody wrote in between: the caller re-reads and re-applies.
+    """
+    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+    with s3_errors(location, endpoint_url):
+        try:
+            client.put_object(Bucket=location.bucket, Key=location.key, Body=text.encode(),
+                              ContentType=CONTENT_TYPE, Metadata=metadata, **condition)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _CONFLICT_CODES:
+                raise _Conflict() from None
+            raise
+
+
 class ShaStore:
     """The sha file at one S3 location, with compare-and-swap updates and version history."""
 
@@ -277,19 +296,8 @@ class ShaStore:
                                               f"attempts, nothing written by this run; try again")
 
     def _put(self, shas: ShaMap, etag: str | None, *, verb: str, actor: str, previous: str) -> None:
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        with s3_errors(self.location, self.endpoint_url):
-            try:
-                self.client.put_object(
-                    Bucket=self.location.bucket, Key=self.location.key,
-                    Body=shafile.dump(shas).encode(), ContentType=CONTENT_TYPE,
-                    Metadata={META_ACTOR: actor, META_VERB: verb, META_PREVIOUS: previous},
-                    **condition)
-            except botocore.exceptions.ClientError as exc:
-                code = str(exc.response.get("Error", {}).get("Code", ""))
-                if code in _CONFLICT_CODES:
-                    raise _Conflict() from None
-                raise
+        conditional_put(self.client, self.location, shafile.dump(shas), etag, self.endpoint_url,
+                        {META_ACTOR: actor, META_VERB: verb, META_PREVIOUS: previous})
 
     def versioning_enabled(self) -> bool:
         with s3_errors(self.location, self.endpoint_url):
@@ -376,22 +384,136 @@ def _row(version: _Version, value: str | None, previous: str | None) -> HistoryR
                       previous=previous, version_id=version.version_id)
 
 
-def rollback_target(rows: Sequence[HistoryRow], current: str) -> str | None:
-    """The sha deployed before the current one, Capistrano style.
+def rollback_target(live: Sequence[LiveRecord], rows: Sequence[HistoryRow], current: str) -> str | None:
+    """The release that was live before the current one.
 
-    Walking back from the newest period: a sha a rollback moved *away* from is abandoned,
-    so a second rollback goes one release further back instead of flip-flopping between
-    the last two. Returns None when there is nothing earlier.
+    Only the live record knows which shas went live: the sha file's versions also hold shas
+    whose deploy failed (the servers kept the old release). Walking the live records newest
+    first, skip the sha file's current sha and every sha a rollback moved *away* from (from
+    the sha file's history), so a second rollback goes one release further back instead of
+    flip-flopping between the last two, Capistrano style. None when there is nothing earlier.
     """
-    abandoned = {current}
-    for row in rows:
-        if row.verb == "rollback" and row.previous:
-            abandoned.add(row.previous)
-        if row.sha and row.sha not in abandoned:
-            return row.sha
+    abandoned = {current} | {row.previous for row in rows if row.verb == "rollback" and row.previous}
+    for record in reversed(live):
+        if record.sha not in abandoned:
+            return record.sha
     return None
 
 
 def shas_that_ran(rows: Sequence[HistoryRow]) -> set[str]:
     """Every sha env/app was ever set to (or replaced, per the oldest write's metadata)."""
     return {sha for row in rows for sha in (row.sha, row.previous) if sha}
+
+
+# -- the live record: which sha went live when --------------------------------------------
+# The sha file says what should run; a deploy may fail and leave the old release serving. After
+# a successful `pulumi up`, `ecom-deploy mark-live` appends what the servers now run to a second
+# object beside the sha file (`<key stem>.live.yml`), with the same compare-and-swap writes.
+# Rollback reads it to find the release that was live before the current one.
+LIVE_KEEP = 100   # records kept per env/app: enough history, a bounded file
+_TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+_ACTOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\[\]-]{0,99}$")
+
+LiveMap = dict[str, dict[str, list["LiveRecord"]]]
+
+
+@dataclass(frozen=True)
+class LiveRecord:
+    sha: str
+    time: str       # UTC, 2024-05-01T12:00:00Z
+    actor: str
+
+    def line(self) -> str:
+        return f"{self.time}  {self.sha}  {self.actor}"
+
+
+def live_location(sha_file: Location) -> Location:
+    """The live record's object: beside the sha file, `sha_number.yml` -> `sha_number.live.yml`."""
+    stem = sha_file.key[:-len(".yml")] if sha_file.key.endswith(".yml") else sha_file.key
+    return Location(sha_file.bucket, f"{stem}.live.yml")
+
+
+def parse_live(text: str, source: str) -> LiveMap:
+    """`{env: {app: [{sha, time, actor}, ...oldest first]}}`; anything else is a ConfigError."""
+    try:
+        data = yaml.load(text, Loader=yaml.BaseLoader)   # strings only: a sha of digits stays a string
+    except yaml.YAMLError:
+        raise ConfigError(source, "is not valid YAML") from None
+    data = {} if data in (None, "") else data
+    if not isinstance(data, dict):
+        raise ConfigError(source, "must map environments to apps to lists of live records")
+    found: LiveMap = {}
+    for env, apps in data.items():
+        if not shafile.NAME_RE.fullmatch(str(env)) or not isinstance(apps, dict):
+            raise ConfigError(source, f"bad environment entry {str(env)[:40]!r}")
+        for app, records in apps.items():
+            if not shafile.NAME_RE.fullmatch(str(app)) or not isinstance(records, list):
+                raise ConfigError(source, f"bad app entry {env}/{str(app)[:40]!r}")
+            for item in records:
+                if not (isinstance(item, dict) and set(item) == {"sha", "time", "actor"}
+                        and shafile.SHA_RE.fullmatch(item["sha"]) and _TIME_RE.fullmatch(item["time"])
+                        and _ACTOR_RE.fullmatch(item["actor"])):
+                    raise ConfigError(source, f"bad live record under {env}/{app}: {str(item)[:80]}")
+                found.setdefault(env, {}).setdefault(app, []).append(
+                    LiveRecord(item["sha"], item["time"], item["actor"]))
+    return found
+
+
+def dump_live(records: LiveMap) -> str:
+    body = {env: {app: [{"sha": r.sha, "time": r.time, "actor": r.actor} for r in records[env][app]]
+                  for app in sorted(records[env])} for env in sorted(records)}
+    return ("# Which sha went live when, per environment and app, oldest first. Written by\n"
+            "# `ecom-deploy mark-live` after a successful `pulumi up`; read by `ecom-deploy rollback`.\n"
+            + yaml.safe_dump(body, sort_keys=True, default_flow_style=False))
+
+
+class LiveStore:
+    """The live record at one S3 location, changed by compare-and-swap like the sha file."""
+
+    def __init__(self, client, location: Location, *, endpoint_url: str | None = None,
+                 attempts: int = DEFAULT_ATTEMPTS, sleep: Callable[[float], None] = time.sleep):
+        self.client = client
+        self.location = location
+        self.endpoint_url = endpoint_url
+        self.attempts = attempts
+        self.sleep = sleep
+
+    def read(self) -> tuple[LiveMap, str | None]:
+        with s3_errors(self.location, self.endpoint_url):
+            try:
+                reply = self.client.get_object(Bucket=self.location.bucket, Key=self.location.key)
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+                    return {}, None
+                raise
+            text = _body_text(reply, str(self.location))
+        return parse_live(text, str(self.location)), reply["ETag"]
+
+    def records(self, env: str, app: str) -> list[LiveRecord]:
+        return self.read()[0].get(env, {}).get(app, [])
+
+    def mark(self, env: str, shas: dict[str, str], *, actor: str, when: str) -> list[tuple[str, str | None, str]]:
+        """Append (app, sha) for each app whose newest record is another sha; returns
+        (app, previous live sha, sha) per app, unchanged ones included."""
+        for attempt in range(1, self.attempts + 1):
+            records, etag = self.read()
+            done = []
+            for app, sha in sorted(shas.items()):
+                rows = records.setdefault(env, {}).setdefault(app, [])
+                last = rows[-1].sha if rows else None
+                if last != sha:
+                    rows.append(LiveRecord(sha, when, actor))
+                    del rows[:-LIVE_KEEP]
+                done.append((app, last, sha))
+            if all(last == sha for _, last, sha in done):
+                return done
+            try:
+                conditional_put(self.client, self.location, dump_live(records), etag, self.endpoint_url,
+                                {META_ACTOR: actor, META_VERB: "mark-live"})
+            except _Conflict:
+                if attempt < self.attempts:
+                    self.sleep(backoff_delay(attempt))
+                continue
+            return done
+        raise ConfigError(str(self.location), f"kept changing under us: gave up after {self.attempts} "
+                                              f"attempts, nothing written by this run; try again")

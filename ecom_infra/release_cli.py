@@ -1,4 +1,4 @@
-"""The release verbs of `ecom-deploy`: stage, promote, rollback, show, history.
+"""The release verbs of `ecom-deploy`: stage, promote, rollback, mark-live, show, history.
 
 They read and write `sha_number.yml` in S3 through `ecom_infra.release`. Every argument
 is checked before anything is read or written: known environments and apps come from the
@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import itertools
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -60,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = stage.add_mutually_exclusive_group()
     source.add_argument("--repo", help="git URL or path (default: the app's repo in the stack file)")
     source.add_argument("--sha", help="use this 40-hex commit instead of resolving the branch")
+    stage.add_argument("--no-verify-sha", action="store_true",
+                       help="do not ask the app's repository whether --sha is in it (offline use)")
     stage.set_defaults(func=cmd_stage)
 
     promote = subparsers.add_parser("promote", parents=[common, writer], help="copy shas to another env",
@@ -70,13 +75,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     promote.set_defaults(func=cmd_promote)
 
     rollback = subparsers.add_parser("rollback", parents=[common, writer], help="go back to an earlier sha",
-                                     description="Set env/app back to the sha deployed before the "
-                                                 "current one (from the object's versions), or to --to.")
+                                     description="Set env/app back to the release that was live before the "
+                                                 "current one (from the records `mark-live` keeps), or to --to.")
     rollback.add_argument("--env", required=True)
     rollback.add_argument("--app", required=True)
-    rollback.add_argument("--to", help="this sha instead of the previous one")
+    rollback.add_argument("--to", help="this sha instead of the previous live one")
     rollback.add_argument("--force", action="store_true", help="allow a --to sha that never ran in this env")
     rollback.set_defaults(func=cmd_rollback)
+
+    mark = subparsers.add_parser("mark-live", parents=[common, writer], help="record what went live",
+                                 description="After a successful `pulumi up --stack E`: record, per app, the "
+                                             "sha the servers now run (rollback's default target comes "
+                                             "from these records).")
+    mark.add_argument("--env", required=True)
+    mark.add_argument("--app", help="only this app (default: every app of the stack)")
+    mark.add_argument("--outputs", help="the stack outputs of that up (`pulumi stack output --json`), "
+                                        "whose apps.<app>.sha is what was deployed (default: the sha "
+                                        "file now, which is right only if nothing was staged since the up "
+                                        "read it)")
+    mark.set_defaults(func=cmd_mark_live)
 
     show = subparsers.add_parser("show", parents=[common], help="print the shas",
                                  description="Print `<env>/<app>: <sha>` for every entry.")
@@ -222,25 +239,68 @@ def resolve_branch(repo: str, branch: str, key: str = "--repo") -> str:
     ref = f"refs/heads/{branch}"
     if branch.startswith("-") or _git("check-ref-format", ref).returncode != 0:
         raise ConfigError("--branch", f"{branch[:60]!r} is not a valid branch name", "master")
-    env = {k: os.environ[k] for k in GIT_ENV_KEEP if k in os.environ}
-    env.update(GIT_ALLOW_PROTOCOL="ssh", GIT_TERMINAL_PROMPT="0",   # fail instead of asking for a password
-               GIT_SSH_COMMAND="ssh -o BatchMode=yes", GIT_CONFIG_NOSYSTEM="1")
     try:
-        done = _git("ls-remote", "--exit-code", repo, ref, env=env, timeout=GIT_TIMEOUT_S)
+        done = _git("ls-remote", "--exit-code", repo, ref, env=_git_env(), timeout=GIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise ConfigError("--repo", f"git ls-remote {redact(repo)} timed out after {GIT_TIMEOUT_S}s") from None
     if done.returncode == 2:   # --exit-code: the remote answered, but has no such ref
         raise ConfigError("--branch", f"no branch {branch!r} in {redact(repo)}", "master")
     if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        lines = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines[-GIT_STDERR_TAIL:]
-        why = redact(" / ".join(lines).replace(repo, redact(repo)))[:500] if lines else f"exit {done.returncode}"
-        raise ConfigError("--repo", f"git ls-remote {redact(repo)} failed: {why}")
+        raise ConfigError("--repo", f"git ls-remote {redact(repo)} failed: {_git_why(done, repo)}")
     for line in done.stdout.splitlines():
         sha, _, name = line.partition("\t")
         if name == ref:   # patterns match ref tails too (refs/heads/x/refs/heads/master)
             return check_sha(sha, "--branch")
     raise ConfigError("--branch", f"no branch {branch!r} in {redact(repo)}", "master")
+
+
+def _git_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in GIT_ENV_KEEP if k in os.environ}
+    env.update(GIT_ALLOW_PROTOCOL="ssh", GIT_TERMINAL_PROMPT="0",   # fail instead of asking for a password
+               GIT_SSH_COMMAND="ssh -o BatchMode=yes", GIT_CONFIG_NOSYSTEM="1")
+    return env
+
+
+def _git_why(done: subprocess.CompletedProcess, repo: str) -> str:
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    lines = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines[-GIT_STDERR_TAIL:]
+    return redact(" / ".join(lines).replace(repo, redact(repo)))[:500] if lines else f"exit {done.returncode}"
+
+
+# What git says when the remote answered but has no such object.
+_NOT_THERE = ("not our ref", "couldn't find remote ref", "no such remote ref", "not a valid object",
+              "unadvertised object")
+
+
+def verify_sha(repo: str, sha: str, key: str) -> None:
+    """Refuse a sha the app's repository does not have, at stage time rather than at build time.
+
+    The tip of a ref is found with `git ls-remote`; any other commit is fetched alone (depth 1)
+    into a throw-away repository, which git servers allow for reachable commits (GitHub does).
+    """
+    parse_git_remote(repo, key)   # SSH only, as for --repo
+    hint = "; pass --no-verify-sha to stage it without checking (offline)"
+    try:
+        listed = _git("ls-remote", repo, env=_git_env(), timeout=GIT_TIMEOUT_S)
+        if listed.returncode != 0:
+            raise ConfigError("--sha", f"cannot check it: git ls-remote {redact(repo)} failed: "
+                                       f"{_git_why(listed, repo)}{hint}")
+        if any(line.split("\t", 1)[0] == sha for line in listed.stdout.splitlines()):
+            return
+        with tempfile.TemporaryDirectory(prefix="ecom-verify-") as scratch:
+            if _git("init", "--quiet", "--bare", scratch).returncode != 0:
+                raise ConfigError("--sha", f"cannot check it: git init failed in {scratch}{hint}")
+            fetched = _git("-C", scratch, "fetch", "--quiet", "--depth=1", "--no-tags", repo, sha,
+                           env=_git_env(), timeout=GIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConfigError("--sha", f"cannot check it: git timed out after {GIT_TIMEOUT_S}s on "
+                                   f"{redact(repo)}{hint}") from None
+    if fetched.returncode == 0:
+        return
+    if any(marker in fetched.stderr.lower() for marker in _NOT_THERE):
+        raise ConfigError("--sha", f"commit {sha} is not in {redact(repo)}")
+    raise ConfigError("--sha", f"cannot check it: git fetch from {redact(repo)} failed: "
+                               f"{_git_why(fetched, repo)}{hint}")
 
 
 # -- the verbs --------------------------------------------------------------------------------
@@ -252,6 +312,12 @@ def cmd_stage(args: argparse.Namespace) -> int:
     store = context(args).store   # checks --bucket/--key/--endpoint-url before running git
     if args.sha is not None:
         sha = check_sha(args.sha, "--sha")
+        if not args.no_verify_sha:
+            repo = entry.get("repo")
+            if not isinstance(repo, str) or not repo:
+                raise ConfigError("--sha", f"cannot check it: {env}/{args.app} has no repo in its stack file; "
+                                           f"pass --no-verify-sha")
+            verify_sha(repo, sha, f"{env} stack file: {args.app}.repo")
     else:
         repo = args.repo or entry.get("repo")
         branch = args.branch or entry.get("branch")
@@ -299,13 +365,17 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if current is None:
         raise ConfigError("--app", f"{env}/{args.app} has no sha in {store.location}: nothing to roll back")
     rows = list(release.history(store, env, args.app))
+    lives = live_store(store).records(env, args.app)
     if wanted is None:
-        target = release.rollback_target(rows, current)
+        if not lives:
+            raise ConfigError("--to", f"no record of a release of {env}/{args.app} that went live (`ecom-deploy "
+                                      f"mark-live` keeps them after each successful up); name the sha with "
+                                      f"--to <sha>", EXAMPLE_SHA)
+        target = release.rollback_target(lives, rows, current)
         if target is None:
-            off = "" if store.versioning_enabled() else " (bucket versioning is off)"
-            raise ConfigError("--to", f"no earlier sha of {env}/{args.app} in the versions of "
-                                      f"{store.location}{off}; name one", EXAMPLE_SHA)
-    elif wanted not in release.shas_that_ran(rows) and not args.force:
+            raise ConfigError("--to", f"no release of {env}/{args.app} went live before {current[:12]}; name "
+                                      f"the sha with --to <sha>", EXAMPLE_SHA)
+    elif wanted not in release.shas_that_ran(rows) | {r.sha for r in lives} and not args.force:
         raise ConfigError("--to", f"{wanted} never ran in {env}/{args.app}; add --force to use it anyway")
     else:
         target = wanted
@@ -314,6 +384,49 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     _print_changes(changes)
     if any(c.changed for c in changes):
         print(f"next: pulumi up --stack {env}")
+    return 0
+
+
+def live_store(store: release.ShaStore) -> release.LiveStore:
+    """The live record beside the store's sha file, on the same client."""
+    return release.LiveStore(store.client, release.live_location(store.location), endpoint_url=store.endpoint_url)
+
+
+def deployed_shas(path: str, env: str, apps: list[str]) -> dict[str, str]:
+    """apps.<app>.sha of a `pulumi stack output --json` file, for the apps asked for that have one."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("--outputs", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError("--outputs", f"{path} is not JSON (line {exc.lineno})") from None
+    section = data.get("apps") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        raise ConfigError("--outputs", f"{path} has no apps object: not the outputs of a {env} up")
+    found = {}
+    for app in apps:
+        sha = section.get(app, {}).get("sha") if isinstance(section.get(app), dict) else None
+        if sha is not None:
+            found[app] = check_sha(sha, "--outputs")
+    return found
+
+
+def cmd_mark_live(args: argparse.Namespace) -> int:
+    where = project_dir(args)
+    env = check_env(args.env, "--env", where)
+    apps = [check_app(args.app, env, where)["name"]] if args.app else [e["name"] for e in stack_apps(env, where)]
+    actor = resolve_actor(args.actor)
+    store = context(args).store
+    if args.outputs is not None:
+        shas = deployed_shas(args.outputs, env, apps)
+    else:
+        shas = {app: sha for app, sha in store.read().shas.get(env, {}).items() if app in apps}
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for app, previous, sha in live_store(store).mark(env, shas, actor=actor, when=when):
+        text = f"{env}/{app}: live {previous or release.NONE} \u2192 {sha}"
+        print(text if previous != sha else f"{env}/{app}: {sha} already recorded live")
+    for app in sorted(set(apps) - set(shas)):
+        print(f"{env}/{app}: no sha deployed, nothing recorded")
     return 0
 
 

@@ -153,6 +153,12 @@ class AppServerSpec:
         return f"{self.app_dir}/config/puma.rb"
 
     @property
+    def environment_file(self) -> str:
+        # Secrets systemd reads as root: in the root-owned config folder, beside puma.rb, so the
+        # app cannot plant a link there that systemd would follow.
+        return f"{self.app_dir}/config/environment"
+
+    @property
     def unit_name(self) -> str:
         return f"puma-{self.app}.service"
 

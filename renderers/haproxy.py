@@ -151,12 +151,15 @@ class ServiceControl:
     is_active: tuple[str, ...]
     reload: tuple[str, ...]
     start: tuple[str, ...]
+    enable: tuple[str, ...] = ()
+    """Makes the service start at boot; run on every install, running or not (empty: no boot to speak of)."""
 
     @classmethod
     def systemd(cls, unit: str) -> "ServiceControl":
         return cls(is_active=("systemctl", "is-active", "--quiet", unit),
                    reload=("systemctl", "reload", unit),
-                   start=("systemctl", "enable", "--now", unit))
+                   start=("systemctl", "enable", "--now", unit),
+                   enable=("systemctl", "enable", "--quiet", unit))
 
 
 @dataclass(frozen=True)

@@ -83,13 +83,17 @@ class AppServer:
     """A small HTTP server on loopback that plays one app server behind HAProxy.
 
     GET /up answers 200 while `healthy`, else 503; GET /slow?s=N answers after N seconds;
-    anything else answers 200 with the server's name and the X-Forwarded-Proto it saw.
+    anything else answers 200 with the server's name and the X-Forwarded-Proto it saw, or 502
+    while `restarting` (nginx in front of a puma that is down). POST answers the same way;
+    `posts` counts the POSTs that reached this server.
     """
 
     def __init__(self, name: str):
         self.name = name
         self.healthy = True
+        self.restarting = False
         self.hits = 0
+        self.posts = 0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -104,9 +108,19 @@ class AppServer:
                     owner.hits += 1
                     if url.path == "/slow":
                         time.sleep(float(parse_qs(url.query).get("s", ["1"])[0]))
-                    status = 200
+                    status = 502 if owner.restarting else 200
                     proto = self.headers.get("X-Forwarded-Proto", "-")
                     body = f"{owner.name} {proto}\n".encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                owner.posts += 1
+                status = 502 if owner.restarting else 200
+                body = f"{owner.name} POST\n".encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -247,6 +261,17 @@ def http_get(port: int, host: str, path: str = "/", timeout: float = 5):
             return reply.status, reply.read().decode(), dict(reply.headers)
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode(), dict(error.headers)
+
+
+def http_post(port: int, host: str, path: str = "/", body: bytes = b"order=1", timeout: float = 5):
+    """POST through HAProxy -> (status, body)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST",
+                                     headers={"Host": host})
+    try:
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=timeout) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from haproxy_testlib import (FAST_CHECKS, AppServer, HaproxyProcess, http_get, local_layout,
+from haproxy_testlib import (FAST_CHECKS, AppServer, HaproxyProcess, http_get, http_post, local_layout,
                              need, port_of, run_script, self_signed_pem, two_apps, wait_until)
 from renderers.haproxy import (Backend, HaproxyLayout, ServiceControl, drain_step, ready_step, render_haproxy_cfg,
                                render_haproxy_install, render_packages_script,
@@ -83,6 +83,23 @@ def test_default_backend_can_be_another_app(site):
     assert result.returncode == 0, result.stderr
     wait_until(lambda: served_by(site, "unknown.test", 2) == {"docs-1"}, 10,
                "the default backend switch")
+
+
+def test_a_restarting_server_costs_no_get_and_a_post_is_not_replayed(site):
+    # app-1 still passes its health check but answers 502 (its puma restarts), or refuses.
+    app1, app2 = site.servers["app-1"], site.servers["app-2"]
+    app1.restarting = True
+    for _ in range(10):
+        status, body, _ = http_get(site.port, "shop.test")
+        assert (status, body.split()[0]) == (200, "app-2")
+    assert app1.hits >= 1                                   # it was tried, and retried elsewhere
+    results = [http_post(site.port, "shop.test") for _ in range(6)]
+    failed = [r for r in results if r[0] == 502]
+    assert failed and all(body.startswith("app-1") for _, body in failed)
+    assert app1.posts == len(failed) and app2.posts == len(results) - len(failed)   # none sent twice
+    # A refused connection sent nothing: then a POST is retried elsewhere too.
+    app1.close()
+    assert {http_post(site.port, "shop.test")[0] for _ in range(4)} == {200}
 
 
 def test_a_server_failing_its_health_check_gets_no_traffic(site):
@@ -257,6 +274,19 @@ def test_install_starts_haproxy_when_it_is_not_running(short_dir, app_servers):
     assert "started haproxy" in result.stdout
     assert started.exists()
     assert Path(layout.config_path).read_text() == cfg
+
+
+def test_install_enables_haproxy_for_boot_on_every_run(short_dir, app_servers):
+    need("haproxy")
+    enabled = short_dir / "enabled"
+    layout = local_layout(short_dir, service=ServiceControl(
+        is_active=("true",), reload=("true",), start=("false",), enable=("touch", str(enabled))))
+    cfg = render_haproxy_cfg(two_apps(app_servers("app-1", "app-2", "docs-1")), layout=layout)
+    assert run_script(render_haproxy_install(cfg, layout)).returncode == 0
+    assert enabled.exists()
+    enabled.unlink()                                    # disabled by hand; the file is unchanged
+    result = run_script(render_haproxy_install(cfg, layout))
+    assert result.stdout.strip() == "haproxy-config: unchanged" and enabled.exists()
 
 
 def test_install_refuses_to_run_as_a_normal_user(short_dir, app_servers):

@@ -259,3 +259,9 @@ def test_a_trailing_newline_in_a_hostname_is_refused():
     with pytest.raises(ConfigError, match="hostnames"):
         Backend(app="ecom-platform", hostnames=("shop.example.com\n",), health_path="/health",
                 servers=(BackendServer(name="ecom-platform-1", address="10.0.1.20"),)).validate()
+
+
+def test_node_services_are_enabled_for_boot_by_default():
+    from renderers.haproxy import HaproxyLayout, KeepalivedLayout  # noqa: PLC0415
+    assert HaproxyLayout().service.enable == ("systemctl", "enable", "--quiet", "haproxy")
+    assert KeepalivedLayout().service.enable == ("systemctl", "enable", "--quiet", "keepalived")

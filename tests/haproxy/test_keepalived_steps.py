@@ -34,7 +34,8 @@ def keepalived_dir(short_dir):
         notify_path=str(short_dir / "notify-master-eip.py"),
         service=ServiceControl(is_active=("test", "-e", str(short_dir / "active")),
                                reload=("touch", str(short_dir / "reloaded")),
-                               start=("touch", str(short_dir / "started"))))
+                               start=("touch", str(short_dir / "started")),
+                               enable=("touch", str(short_dir / "enabled"))))
     return short_dir, layout
 
 
@@ -86,11 +87,13 @@ def test_install_fills_interface_and_password_validates_and_starts(keepalived_di
     assert stat.S_IMODE(live.stat().st_mode) == 0o600
     assert (directory / "started").exists() and not (directory / "reloaded").exists()
 
-    # Same inputs again: nothing to do.
+    # Same inputs again: nothing to do but make sure it starts at boot (someone disabled it).
     (directory / "active").touch()
+    (directory / "enabled").unlink()
     result = install(node, layout, "pa55word")
     assert result.stdout.strip() == "keepalived-config: unchanged"
     assert not (directory / "reloaded").exists()
+    assert (directory / "enabled").exists()
 
     # A changed file while keepalived runs: reload, not start.
     result = install(dataclasses.replace(node, check_fall=3), layout, "pa55word")

@@ -1,6 +1,7 @@
 """The release verbs end to end: argparse -> checks -> git ls-remote -> S3 (moto over HTTP)."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -79,16 +80,30 @@ def assert_one_line_error(result, starts_with: str) -> None:
 
 
 def stage(cli, env: str, app: str, sha: str, actor: str = "tester"):
-    result = cli("stage", "--env", env, "--app", app, "--sha", sha, "--actor", actor)
+    result = cli("stage", "--no-verify-sha", "--env", env, "--app", app, "--sha", sha, "--actor", actor)
     assert result.code == 0, result
     return result
+
+
+def went_live(cli, env: str, app: str | None = None, outputs: Path | None = None):
+    """What the deploy workflows run after a successful `pulumi up`."""
+    argv = ["mark-live", "--env", env, "--actor", "ci"] + (["--app", app] if app else [])
+    result = cli(*argv, *(["--outputs", str(outputs)] if outputs else []))
+    assert result.code == 0, result
+    return result
+
+
+def deploy(cli, env: str, app: str, sha: str):
+    """Stage, then a successful up."""
+    stage(cli, env, app, sha)
+    went_live(cli, env, app)
 
 
 # -- stage ---------------------------------------------------------------------------------------
 def test_stage_with_a_sha_prints_old_and_new_and_keeps_other_entries(cli, project, bucket, s3):
     stage(cli, "production", "ecom-docs", SHA[9])
-    first = cli("stage", "--env", "staging", "--app", "ecom-platform", "--sha", SHA[1].upper())
-    second = cli("stage", "--env", "staging", "--app", "ecom-platform", "--sha", SHA[2])
+    first = cli("stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-platform", "--sha", SHA[1].upper())
+    second = cli("stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-platform", "--sha", SHA[2])
     assert first.out == f"staging/ecom-platform: (none) \u2192 {SHA[1]}\n"
     assert second.out == f"staging/ecom-platform: {SHA[1]} \u2192 {SHA[2]}\n"
     assert read(s3, bucket) == {"staging": {"ecom-platform": SHA[2]}, "production": {"ecom-docs": SHA[9]}}
@@ -98,9 +113,9 @@ def test_stage_resolves_the_branch_with_git_ls_remote(cli, project, bucket, s3, 
     repo.commit("master")
     feature = repo.commit("feature")
     master = repo.commit("master")
-    result = cli("stage", "--env", "staging", "--app", "ecom-docs", "--branch", "master", "--repo", ssh_url(repo.path))
+    result = cli("stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-docs", "--branch", "master", "--repo", ssh_url(repo.path))
     assert result.out == f"staging/ecom-docs: (none) \u2192 {master}\n"
-    cli("stage", "--env", "staging", "--app", "ecom-docs", "--branch", "feature", "--repo", ssh_url(repo.path))
+    cli("stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-docs", "--branch", "feature", "--repo", ssh_url(repo.path))
     assert read(s3, bucket)["staging"]["ecom-docs"] == feature
 
 
@@ -111,7 +126,7 @@ def test_stage_takes_repo_and_branch_from_the_stack_file(cli, tmp_path, bucket, 
                                                             ssh_url(repo.path)).replace("master", "release"))
     monkeypatch.setenv(release_cli.ENV_PROJECT_DIR, str(where))
     sha = repo.commit("release")
-    assert cli("stage", "--env", "staging", "--app", "ecom-platform").code == 0
+    assert cli("stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-platform").code == 0
     assert read(s3, bucket) == {"staging": {"ecom-platform": sha}}
 
 
@@ -154,7 +169,7 @@ def test_stage_refuses_bad_input_with_one_line_and_writes_nothing(cli, project, 
                                                                   argv, error):
     repo.commit("master")
     argv = [a.format(repo=ssh_url(repo.path), missing=ssh_url(tmp_path / "nowhere"), path=repo.path) for a in argv]
-    result = cli("stage", *argv)
+    result = cli("stage", "--no-verify-sha", *argv)
     assert_one_line_error(result, error)
     assert len(result.err) < 600   # nothing the caller typed is echoed in full
     assert not exists(s3, bucket)
@@ -162,7 +177,7 @@ def test_stage_refuses_bad_input_with_one_line_and_writes_nothing(cli, project, 
 
 def test_stage_never_overwrites_a_malformed_file(cli, project, bucket, s3):
     s3.put_object(Bucket=bucket, Key=KEY, Body=b"staging: [oops\n")
-    assert_one_line_error(cli("stage", "--env", "staging", "--app", "ecom-docs", "--sha", SHA[1]),
+    assert_one_line_error(cli("stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-docs", "--sha", SHA[1]),
                           f"s3://{bucket}/{KEY}: is not valid YAML")
     assert s3.get_object(Bucket=bucket, Key=KEY)["Body"].read() == b"staging: [oops\n"
 
@@ -170,7 +185,7 @@ def test_stage_never_overwrites_a_malformed_file(cli, project, bucket, s3):
 def test_missing_credentials_are_one_line(cli, project, bucket, s3, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    assert_one_line_error(cli("stage", "--env", "staging", "--app", "ecom-docs", "--sha", SHA[1]),
+    assert_one_line_error(cli("stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-docs", "--sha", SHA[1]),
                           "AWS credentials: none found")
     assert not exists(s3, bucket)
 
@@ -187,7 +202,7 @@ def test_credentials_in_a_repo_url_never_reach_the_error(cli, project, bucket):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = cli("stage", "--env", "staging", "--app", "ecom-docs", "--branch", "master",
+    result = cli("stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-docs", "--branch", "master",
                  "--repo", f"http://deploy:s3cr3t-t0ken@127.0.0.1:{port}/app.git")
     assert_one_line_error(result, "--repo: must be a git SSH URL")
     assert "s3cr3t" not in result.err and "***@127.0.0.1" in result.err
@@ -196,8 +211,8 @@ def test_credentials_in_a_repo_url_never_reach_the_error(cli, project, bucket):
 # -- who wrote it ---------------------------------------------------------------------------------
 def test_the_actor_defaults_to_github_actor_and_is_stored_with_the_previous_sha(cli, project, bucket, s3, monkeypatch):
     monkeypatch.setenv("GITHUB_ACTOR", "dependabot[bot]")
-    cli("stage", "--env", "staging", "--app", "ecom-docs", "--sha", SHA[1])
-    cli("stage", "--env", "staging", "--app", "ecom-docs", "--sha", SHA[2])
+    cli("stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-docs", "--sha", SHA[1])
+    cli("stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-docs", "--sha", SHA[2])
     assert metadata(s3, bucket) == {"ecom-actor": "dependabot[bot]", "ecom-verb": "stage",
                                     "ecom-previous": f"staging/ecom-docs={SHA[1]}"}
 
@@ -263,16 +278,51 @@ def test_promote_refuses_bad_input(cli, project, bucket, s3, argv, error):
 # -- rollback and history --------------------------------------------------------------------------
 def test_rollback_walks_back_one_release_at_a_time(cli, project, bucket, s3):
     for n in (1, 2, 3):
-        stage(cli, "production", "ecom-platform", SHA[n])
+        deploy(cli, "production", "ecom-platform", SHA[n])
         stage(cli, "production", "ecom-docs", SHA[n + 5])   # other entries change in between
     first = cli("rollback", "--env", "production", "--app", "ecom-platform", "--actor", "oncall")
     assert first.out.splitlines() == [f"production/ecom-platform: {SHA[3]} \u2192 {SHA[2]}",
                                       "next: pulumi up --stack production"]
+    went_live(cli, "production", "ecom-platform")
     second = cli("rollback", "--env", "production", "--app", "ecom-platform")
     assert second.out.splitlines()[0] == f"production/ecom-platform: {SHA[2]} \u2192 {SHA[1]}"
+    went_live(cli, "production", "ecom-platform")
     assert read(s3, bucket)["production"] == {"ecom-platform": SHA[1], "ecom-docs": SHA[8]}
     assert_one_line_error(cli("rollback", "--env", "production", "--app", "ecom-platform"),
-                          "--to: no earlier sha of production/ecom-platform")
+                          "--to: no release of production/ecom-platform went live before 111111111111")
+
+
+def test_rollback_never_proposes_a_sha_whose_deploy_failed(cli, project, bucket, s3):
+    deploy(cli, "production", "ecom-platform", SHA[1])        # v1 live
+    stage(cli, "production", "ecom-platform", SHA[2])         # does not boot: the up fails, v1 keeps serving
+    deploy(cli, "production", "ecom-platform", SHA[3])        # a good one
+    result = cli("rollback", "--env", "production", "--app", "ecom-platform")
+    assert result.out.splitlines()[0] == f"production/ecom-platform: {SHA[3]} \u2192 {SHA[1]}"
+    live = s3.get_object(Bucket=bucket, Key="sha_number.live.yml")["Body"].read().decode()
+    assert SHA[1] in live and SHA[3] in live and SHA[2] not in live
+
+
+def test_rollback_without_a_live_record_asks_for_to(cli, project, bucket, s3):
+    stage(cli, "production", "ecom-platform", SHA[1])
+    stage(cli, "production", "ecom-platform", SHA[2])
+    assert_one_line_error(cli("rollback", "--env", "production", "--app", "ecom-platform"),
+                          "--to: no record of a release of production/ecom-platform that went live")
+    assert read(s3, bucket)["production"]["ecom-platform"] == SHA[2]
+
+
+def test_mark_live_records_what_the_up_deployed_from_its_outputs(cli, project, bucket, s3, tmp_path):
+    stage(cli, "staging", "ecom-platform", SHA[1])
+    stage(cli, "staging", "ecom-docs", SHA[5])
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"apps": {"ecom-platform": {"sha": SHA[1]}, "ecom-docs": {"sha": None}}}))
+    stage(cli, "staging", "ecom-platform", SHA[2])            # staged while the up ran: not deployed by it
+    result = went_live(cli, "staging", outputs=outputs)
+    assert result.out.splitlines() == ["staging/ecom-platform: live (none) \u2192 " + SHA[1],
+                                       "staging/ecom-docs: no sha deployed, nothing recorded"]
+    again = went_live(cli, "staging", outputs=outputs)
+    assert again.out.splitlines()[0] == f"staging/ecom-platform: {SHA[1]} already recorded live"
+    outputs.write_text("{not json")
+    assert_one_line_error(cli("mark-live", "--env", "staging", "--outputs", str(outputs)), "--outputs:")
 
 
 def test_rollback_to_a_sha_that_never_ran_there_needs_force(cli, project, bucket, s3):
@@ -295,6 +345,7 @@ def test_rollback_of_an_entry_that_was_never_set_is_refused(cli, project, bucket
 
 def test_history_lists_when_who_and_what_it_replaced(cli, project, bucket, s3):
     stage(cli, "staging", "ecom-platform", SHA[1], actor="alice")
+    went_live(cli, "staging", "ecom-platform")
     stage(cli, "staging", "ecom-docs", SHA[5], actor="bob")            # not a row for ecom-platform
     stage(cli, "staging", "ecom-platform", SHA[2], actor="carol")
     s3.put_object(Bucket=bucket, Key=KEY, Body=b"hand: [edited\n")   # a broken version in between
@@ -350,3 +401,27 @@ def test_actor_with_a_trailing_newline_is_refused():
 
     with pytest.raises(ConfigError, match="--actor"):
         resolve_actor("alice\n")
+
+
+def test_stage_checks_that_the_sha_is_in_the_apps_repository(cli, tmp_path, bucket, s3, repo, monkeypatch):
+    older = repo.commit()
+    repo.commit()                                             # `older` is no longer a ref's tip
+    where = write_project(tmp_path / "p", {"staging": ["ecom-platform"]})
+    (where / "Pulumi.staging.yaml").write_text((where / "Pulumi.staging.yaml").read_text().replace(
+        "git@github.com:emami/ecom-platform.git", ssh_url(repo.path)))
+    monkeypatch.setenv(release_cli.ENV_PROJECT_DIR, str(where))
+    stage_sha = ("stage", "--env", "staging", "--app", "ecom-platform", "--sha")
+    assert cli(*stage_sha, older).code == 0
+    assert cli(*stage_sha, repo.git("rev-parse", "HEAD")).code == 0
+    assert_one_line_error(cli(*stage_sha, SHA[7]), f"--sha: commit {SHA[7]} is not in ssh://")
+    assert read(s3, bucket)["staging"]["ecom-platform"] != SHA[7]
+    # Offline: the opt-out stages it unchecked; an unreachable repository names the opt-out.
+    offline = tmp_path / "offline-bin"
+    offline.mkdir()
+    (offline / "ssh").write_text("#!/bin/sh\necho 'ssh: connect to host git.example.test: Network is unreachable' >&2\n"
+                                 "exit 255\n")
+    (offline / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{offline}:{os.environ['PATH']}")
+    assert_one_line_error(cli(*stage_sha, SHA[7]), "--sha: cannot check it")
+    assert "--no-verify-sha" in cli(*stage_sha, SHA[7]).err
+    assert cli(*stage_sha, SHA[7], "--no-verify-sha").code == 0

@@ -145,22 +145,45 @@ def row(sha, verb="stage", previous=None):
     return release.HistoryRow(datetime(2024, 1, 1, tzinfo=timezone.utc), sha, "a", verb, previous, "v")
 
 
-def test_rollback_goes_to_the_release_before_the_current_one():
+def live(*ns):
+    return [release.LiveRecord(SHA[n], f"2024-01-0{k + 1}T00:00:00Z", "ci") for k, n in enumerate(ns)]
+
+
+def test_rollback_goes_to_the_release_live_before_the_current_one():
     rows = [row(SHA[3], previous=SHA[2]), row(SHA[2], previous=SHA[1]), row(SHA[1])]
-    assert release.rollback_target(rows, SHA[3]) == SHA[2]
+    assert release.rollback_target(live(1, 2, 3), rows, SHA[3]) == SHA[2]
+
+
+def test_rollback_skips_a_sha_whose_deploy_failed():
+    # v1 live; SHA[2] staged but its deploy failed (never marked live); SHA[3] staged and live.
+    rows = [row(SHA[3], previous=SHA[2]), row(SHA[2], previous=SHA[1]), row(SHA[1])]
+    assert release.rollback_target(live(1, 3), rows, SHA[3]) == SHA[1]
+    # Still on the broken sha (nothing staged since): back to what the servers kept running.
+    assert release.rollback_target(live(1), rows[1:], SHA[2]) == SHA[1]
 
 
 def test_a_second_rollback_goes_further_back_instead_of_flip_flopping():
     rows = [row(SHA[2], "rollback", previous=SHA[3]), row(SHA[3], previous=SHA[2]),
             row(SHA[2], previous=SHA[1]), row(SHA[1])]
-    assert release.rollback_target(rows, SHA[2]) == SHA[1]
+    assert release.rollback_target(live(1, 2, 3, 2), rows, SHA[2]) == SHA[1]
 
 
 def test_a_rollback_after_a_new_release_returns_to_the_rolled_back_to_sha():
     rows = [row(SHA[4], previous=SHA[1]), row(SHA[1], "rollback", previous=SHA[2]),
             row(SHA[2], previous=SHA[1]), row(SHA[1])]
-    assert release.rollback_target(rows, SHA[4]) == SHA[1]
+    assert release.rollback_target(live(1, 2, 1, 4), rows, SHA[4]) == SHA[1]
 
 
-def test_there_is_no_rollback_target_with_a_single_release():
-    assert release.rollback_target([row(SHA[1])], SHA[1]) is None
+def test_there_is_no_rollback_target_with_a_single_live_release():
+    assert release.rollback_target(live(1), [row(SHA[1])], SHA[1]) is None
+
+
+def test_the_live_record_round_trips_and_refuses_junk():
+    records = {"production": {"ecom-platform": live(1, 2)}}
+    text = release.dump_live(records)
+    assert release.parse_live(text, "x") == records
+    assert release.live_location(release.Location("b", "sha_number.yml")).key == "sha_number.live.yml"
+    for bad in ("production: [1]\n", "production:\n  ecom-platform:\n  - {sha: '12', time: t, actor: a}\n",
+                "- x\n", "a: [b\n"):
+        with pytest.raises(ConfigError):
+            release.parse_live(bad, "x")

@@ -182,7 +182,17 @@ def test_a_sha_is_written_before_and_outside_the_up_jobs_group():
         [(up_name, up)] = [(n, j) for w, n, j in up_jobs() if w == workflow]
         writer = doc["jobs"][up["needs"]]
         assert "ecom-deploy " in run_text(writer) and "concurrency" not in writer, workflow
-        assert "ecom-deploy " not in run_text(up), workflow
+        assert not re.search(r"ecom-deploy (stage|promote|rollback)", run_text(up)), workflow
+
+
+def test_every_up_job_records_what_went_live_after_the_up_and_only_then():
+    # Rollback's default target is the release live before the current one: only these records know.
+    for workflow, name, job in up_jobs():
+        steps = job["steps"]
+        up = next(i for i, s in enumerate(steps) if str(s.get("uses", "")).startswith("pulumi/actions"))
+        after = steps[up + 1:]
+        assert after and "ecom-deploy mark-live" in after[-1]["run"], (workflow, name)
+        assert "--outputs" in after[-1]["run"] and "if" not in after[-1], (workflow, name)
 
 
 def test_the_app_choices_match_the_stack_files():
