@@ -242,12 +242,26 @@ def publish_origin(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, wo
     return shas
 
 
+def sha_file_location(fleet: LocalFleet) -> tuple[str, str]:
+    """(bucket, key) of the local stack's sha file."""
+    config = stack_config(fleet.stack)
+    return (config.get("ecom-infra:shaBucket", {}).get("name", "emami-ci-packages"),
+            config.get("ecom-infra:shaBucket", {}).get("key", "sha_number.yml"))
+
+
+def release_cli(fleet: LocalFleet, *args: str) -> None:
+    """`ecom-deploy <verb>` on the local stack's sha file in moto, as CI runs it."""
+    bucket, key = sha_file_location(fleet)
+    subprocess.run([sys.executable, "-m", "ecom_infra.cli", *args, "--bucket", bucket, "--key", key,
+                    "--endpoint-url", fleet.endpoint, "--actor", "make-up"],
+                   check=True, cwd=PROJECT_DIR, env={**os.environ, **ENV})
+
+
 def seed_sha_file(fleet: LocalFleet, tags: dict[str, dict]) -> None:
     """The sha bucket in moto, and a first release per app recorded the way CI records it."""
     s3 = moto.client(fleet.endpoint, "s3")
     config = stack_config(fleet.stack)
-    bucket = config.get("ecom-infra:shaBucket", {}).get("name", "emami-ci-packages")
-    key = config.get("ecom-infra:shaBucket", {}).get("key", "sha_number.yml")
+    bucket, key = sha_file_location(fleet)
     if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -256,10 +270,15 @@ def seed_sha_file(fleet: LocalFleet, tags: dict[str, dict]) -> None:
         say("sha file", f"s3://{bucket}/{key} exists: deploying what it says")
         return
     for app in [a["name"] for a in config["ecom-infra:apps"]]:
-        sha = tags[app]["v1"]
-        subprocess.run([sys.executable, "-m", "ecom_infra.cli", "stage", "--env", fleet.stack, "--app", app,
-                        "--sha", sha, "--bucket", bucket, "--key", key, "--endpoint-url", fleet.endpoint,
-                        "--actor", "make-up"], check=True, cwd=PROJECT_DIR, env={**os.environ, **ENV})
+        # The shas were just read from the fleet's own origin; the CLI's check would need the deploy key.
+        release_cli(fleet, "stage", "--env", fleet.stack, "--app", app, "--sha", tags[app]["v1"], "--no-verify-sha")
+
+
+def mark_live(fleet: LocalFleet, plan: dict) -> None:
+    """What CI does after a successful `pulumi up`: record what went live, so rollback proposes only those."""
+    path = fleet.state / "outputs.json"
+    path.write_text(json.dumps(plan["outputs"], indent=1, sort_keys=True) + "\n")
+    release_cli(fleet, "mark-live", "--env", fleet.stack, "--outputs", str(path))
 
 
 # ----------------------------------------------------------------------------- up / down
@@ -303,6 +322,7 @@ def up(fleet: LocalFleet) -> int:
     tags = publish_origin(fleet, keys, spec, fleet.state)
     seed_sha_file(fleet, tags)
     plan = deploy(fleet, keys)
+    mark_live(fleet, plan)
     apps = plan["outputs"]["apps"]
     for app, entry in sorted(apps.items()):
         say("done", f"{app} {entry['sha'] or '(no release)'} on {len(entry['servers'])} server(s): "
