@@ -87,6 +87,15 @@ def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": str(v)} for k, v in sorted(tags.items())]
 
 
+def retag(old: dict[str, str], new: dict[str, str], untag, tag) -> None:
+    """Make an object's tags `new`: untag(keys) drops the keys that went, tag(tag_list) puts the rest."""
+    gone = [k for k in old if k not in new]
+    if gone:
+        untag(gone)
+    if new:
+        tag(tag_list(new))
+
+
 def tags_from(items: list[dict] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in items or [] if not t["Key"].startswith("aws:")}
 

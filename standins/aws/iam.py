@@ -5,7 +5,7 @@ import json
 
 from botocore.exceptions import ClientError
 
-from .common import AwsResource, aws_error, client, is_not_found, read_tags, tag_list, tags_all, tags_from
+from .common import AwsResource, aws_error, client, is_not_found, read_tags, retag, tag_list, tags_all, tags_from
 
 
 def _iso(value) -> str:
@@ -73,11 +73,9 @@ class Role(AwsResource):
                                                                               old_inputs.get("maxSessionDuration")):
                 iam.update_role(RoleName=rid, Description=news.get("description") or "",
                                 MaxSessionDuration=int(news.get("maxSessionDuration") or 3600))
-            old_tags, new_tags = state.get("tagsAll") or {}, tags_all(ctx, news)
-            if [k for k in old_tags if k not in new_tags]:
-                iam.untag_role(RoleName=rid, TagKeys=[k for k in old_tags if k not in new_tags])
-            if new_tags:
-                iam.tag_role(RoleName=rid, Tags=tag_list(new_tags))
+            retag(state.get("tagsAll") or {}, tags_all(ctx, news),
+                  lambda keys: iam.untag_role(RoleName=rid, TagKeys=keys),
+                  lambda tags: iam.tag_role(RoleName=rid, Tags=tags))
         except ClientError as exc:
             raise aws_error(f"updating IAM Role ({rid})", exc) from None
         return {**state, **news, "tagsAll": tags_all(ctx, news)}
@@ -182,11 +180,9 @@ class InstanceProfile(AwsResource):
                     iam.remove_role_from_instance_profile(InstanceProfileName=rid, RoleName=old_inputs["role"])
                 if news.get("role"):
                     iam.add_role_to_instance_profile(InstanceProfileName=rid, RoleName=news["role"])
-            old_tags, new_tags = state.get("tagsAll") or {}, tags_all(ctx, news)
-            if [k for k in old_tags if k not in new_tags]:
-                iam.untag_instance_profile(InstanceProfileName=rid, TagKeys=[k for k in old_tags if k not in new_tags])
-            if new_tags:
-                iam.tag_instance_profile(InstanceProfileName=rid, Tags=tag_list(new_tags))
+            retag(state.get("tagsAll") or {}, tags_all(ctx, news),
+                  lambda keys: iam.untag_instance_profile(InstanceProfileName=rid, TagKeys=keys),
+                  lambda tags: iam.tag_instance_profile(InstanceProfileName=rid, Tags=tags))
         except ClientError as exc:
             raise aws_error(f"updating IAM Instance Profile ({rid})", exc) from None
         return {**state, **news, "tagsAll": tags_all(ctx, news)}
