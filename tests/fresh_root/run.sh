@@ -5,6 +5,7 @@
 #
 #   tests/fresh_root/run.sh [REV]        REV defaults to HEAD; needs root and debootstrap (make test-fresh-root)
 #   PYTEST_ARGS='tests/fleet -x' tests/fresh_root/run.sh     while investigating: what the last step runs
+#   FRESH_ROOT_KEEP=1 ...                                    keeps the root's files (logs, fleet state) afterwards
 #
 # Inside the root, in this order:
 #   1. root: `make setup`       the README's set-up (Debian packages, venv) from nothing
@@ -53,6 +54,10 @@ fi
 
 WORK=$(mktemp -d /var/tmp/ecom-fresh-root.XXXXXX)
 cleanup() {
+    if [[ -n ${FRESH_ROOT_KEEP:-} ]]; then
+        say "kept $WORK (FRESH_ROOT_KEEP): the root's files, for a post-mortem" >&2
+        return
+    fi
     # Mounts live in the private mount namespace below and vanish with it; a stray one must not let rm cross it.
     if findmnt -rn -o TARGET | grep -q "^$WORK/"; then
         say "mounts left under $WORK; not removing it" >&2
