@@ -53,7 +53,13 @@ if [[ ! -f $TARBALL ]]; then
 fi
 
 WORK=$(mktemp -d /var/tmp/ecom-fresh-root.XXXXXX)
+# A cgroup of its own, entered with a cgroup namespace: the fleet inside names its cgroups as a fleet on this
+# machine does (ecom-fleet-<name>), and neither may see, let alone kill, the other's.
+CGROUP=/sys/fs/cgroup/${WORK##*/}
+[[ $(stat -fc %T /sys/fs/cgroup) == cgroup2fs ]] || die "needs cgroup v2 at /sys/fs/cgroup"
+mkdir "$CGROUP"
 cleanup() {
+    find "$CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || say "cgroup $CGROUP still busy; left in place" >&2
     if [[ -n ${FRESH_ROOT_KEEP:-} ]]; then
         say "kept $WORK (FRESH_ROOT_KEEP): the root's files, for a post-mortem" >&2
         return
@@ -93,6 +99,7 @@ done < <(env | grep -E '^(PIP_DEFAULT_TIMEOUT|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|
 
 inside=$(cat <<'SCRIPT'
 set -euo pipefail
+echo $$ >"$CGROUP/cgroup.procs"     # everything below is born in the run's cgroup
 # The root becomes / of this mount namespace (pivot_root, not chroot): a process that enters a namespace made inside
 # (nsenter --mount, as the HAProxy tests do) must land in this root, not in the machine's.
 mount --bind "$ROOT" "$ROOT"
@@ -120,23 +127,25 @@ clean_env() { /usr/bin/env -i "${ENV_ARGS[@]}" "$@"; }
 step "root" "make setup (this machine's network: Debian packages, PyPI)" \
     clean_env bash -c 'cd /src/ecom-infra && make setup'
 # The tests get a network namespace of their own: loopback and the namespaces they make, nothing outside (proof
-# that they need no registry), and no clash with bridges or firewall rules of a run on this machine.
+# that they need no registry), and no clash with bridges or firewall rules of a run on this machine. Users are
+# not namespaced: a root test on this machine that kills "every process of uid N" at the same time can hit this
+# run's processes (CI runs the two one after the other).
 tests() {
     ip link set lo up
     umount -R /sys
     mount -t sysfs sysfs /sys                   # /sys/class/net of this namespace, not the machine's
-    mount -t cgroup2 cgroup2 /sys/fs/cgroup
+    mount -t cgroup2 cgroup2 /sys/fs/cgroup      # rooted at the run's cgroup (cgroup namespace)
     [[ -n $PYTEST_ARGS ]] || step "user tester" "make test-fast" \
         clean_env runuser -u tester -- env HOME=/home/tester bash -c 'cd /src/ecom-infra && make test-fast'
     step "root" "make test${PYTEST_ARGS:+ PYTEST_ARGS=$PYTEST_ARGS}" \
         clean_env bash -c 'cd /src/ecom-infra && make test PYTEST_ARGS="$1"' make-test "${PYTEST_ARGS:-}"
 }
-unshare --net bash -c "$(declare -p ENV_ARGS); PYTEST_ARGS=${PYTEST_ARGS@Q}; $(declare -f step clean_env tests); set -euo pipefail; tests"
+unshare --net --cgroup bash -c "$(declare -p ENV_ARGS); PYTEST_ARGS=${PYTEST_ARGS@Q}; $(declare -f step clean_env tests); set -euo pipefail; tests"
 SCRIPT
 )
 started=$SECONDS
 # A private mount and PID namespace: every mount and every process of the run ends with it, whatever happens.
 ENV_ARGS_Q=$(declare -p env_args | sed 's/^declare -a env_args=/ENV_ARGS=/')
-ROOT="$ROOT" PYTEST_ARGS="${PYTEST_ARGS:-}" unshare --mount --propagation private --pid --fork --mount-proc \
+ROOT="$ROOT" CGROUP="$CGROUP" PYTEST_ARGS="${PYTEST_ARGS:-}" unshare --mount --propagation private --pid --fork --mount-proc \
     bash -c "$ENV_ARGS_Q; $inside"
 say "passed in $((SECONDS - started)) s (${REV:0:12})"
