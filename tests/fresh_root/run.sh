@@ -55,8 +55,9 @@ fi
 WORK=$(mktemp -d /var/tmp/ecom-fresh-root.XXXXXX)
 # A cgroup of its own, entered with a cgroup namespace: the fleet inside names its cgroups as a fleet on this
 # machine does (ecom-fleet-<name>), and neither may see, let alone kill, the other's.
-CGROUP=/sys/fs/cgroup/${WORK##*/}
-[[ $(stat -fc %T /sys/fs/cgroup) == cgroup2fs ]] || die "needs cgroup v2 at /sys/fs/cgroup"
+cgroup2=$(findmnt -rn -t cgroup2 -o TARGET | head -n1)    # /sys/fs/cgroup, or .../unified in hybrid mode
+[[ -n $cgroup2 ]] || die "needs cgroup v2 mounted (the fleet tracks its processes with it)"
+CGROUP=$cgroup2/${WORK##*/}
 mkdir "$CGROUP"
 cleanup() {
     find "$CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || say "cgroup $CGROUP still busy; left in place" >&2
