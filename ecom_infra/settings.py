@@ -134,6 +134,8 @@ class ShaBucket:
     key: str
     owner: bool            # exactly one stack owns (creates, protects) the bucket; the others only read it
     adopt: bool = False    # owner stack only: import the existing bucket instead of creating it (first up)
+    noncurrent_days: int = 365   # owner stack only: noncurrent versions of the sha file expire this long after
+    noncurrent_kept: int = 100   # ...they were replaced, except the newest `noncurrent_kept` (0: age alone)
 
 
 @dataclass(frozen=True)
@@ -530,7 +532,7 @@ def _parse_ami(raw: Any) -> Ami:
 def _parse_sha_bucket(raw: Any, environment: str) -> ShaBucket:
     key = "ecom-infra:shaBucket"
     obj = _mapping(raw, key, "{name: emami-ci-packages, key: sha_number.yml, owner: false}")
-    _unknown_keys(obj, {"name", "key", "owner", "adopt"}, key)
+    _unknown_keys(obj, {"name", "key", "owner", "adopt", "noncurrentDays", "noncurrentKept"}, key)
     s3_key = _match(obj.get("key", "sha_number.yml"), S3_KEY_RE, f"{key}.key", "an S3 object key", "sha_number.yml")
     if ".." in s3_key:
         _fail(f"{key}.key", f"must not contain '..', got {_show(s3_key)}", "sha_number.yml")
@@ -544,6 +546,9 @@ def _parse_sha_bucket(raw: Any, environment: str) -> ShaBucket:
         key=s3_key,
         owner=owner,
         adopt=adopt,
+        # S3's lifecycle limits: NoncurrentDays >= 1, NewerNoncurrentVersions <= 100.
+        noncurrent_days=_int(obj.get("noncurrentDays", 365), f"{key}.noncurrentDays", 1, 36500, "365"),
+        noncurrent_kept=_int(obj.get("noncurrentKept", 100), f"{key}.noncurrentKept", 0, 100, "100"),
     )
 
 
