@@ -54,6 +54,16 @@ EXAMPLE_APP = ("{name: ecom-platform, repo: 'git@github.com:emami/ecom-platform.
 # ----------------------------------------------------------------------------- dataclasses
 
 
+# What every release linked before these were settings (Capistrano's linked_dirs for a Rails app).
+# `public/assets` is not among them: it always links to shared/assets, where the asset cleanup and
+# the manifest copies in meta/ look.
+DEFAULT_LINKED_DIRS = ("log", "tmp/pids", "tmp/sockets", "tmp/cache")
+DEFAULT_LINKED_FILES: tuple[str, ...] = ()
+# Paths the release steps own: linking them (or anything inside or around them) would break a step.
+RESERVED_LINK_PATHS = ("public/assets", ".bundle", "REVISION", "Gemfile", "Gemfile.lock")
+LINK_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,9}$")
+
+
 @dataclass(frozen=True)
 class GitRemote:
     url: str
@@ -75,6 +85,8 @@ class App:
     health_check_timeout: int
     puma_workers: int
     puma_threads: int
+    linked_dirs: tuple[str, ...] = DEFAULT_LINKED_DIRS   # release paths linked to the same path under shared/
+    linked_files: tuple[str, ...] = DEFAULT_LINKED_FILES
 
 
 @dataclass(frozen=True)
@@ -383,7 +395,7 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
     key = f"ecom-infra:apps[{index}]"
     obj = _mapping(raw, key, EXAMPLE_APP)
     _unknown_keys(obj, {"name", "repo", "branch", "servers", "instanceType", "hostnames", "healthCheckPath",
-                        "healthCheckTimeout", "pumaWorkers", "pumaThreads"}, key)
+                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "linkedDirs", "linkedFiles"}, key)
     if "name" not in obj:
         _fail(f"{key}.name", "is required", "ecom-platform")
     name = _match(obj["name"], APP_NAME_RE, f"{key}.name",
@@ -406,7 +418,40 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
         health_check_timeout=_int(obj.get("healthCheckTimeout", 60), f"{key}.healthCheckTimeout", 1, 600, "60"),
         puma_workers=_int(obj.get("pumaWorkers", 2), f"{key}.pumaWorkers", 0, 64, "2"),
         puma_threads=_int(obj.get("pumaThreads", 5), f"{key}.pumaThreads", 1, 64, "5"),
+        **_linked_paths(obj, key),
     )
+
+
+def _linked_paths(obj: dict[str, Any], key: str) -> dict[str, tuple[str, ...]]:
+    """linkedDirs and linkedFiles: relative paths inside a release, none inside another."""
+    found: dict[str, tuple[str, ...]] = {}
+    seen: list[tuple[str, str]] = []     # (path, its key) across both lists
+    for name, field_name, default, example in (
+            ("linkedDirs", "linked_dirs", DEFAULT_LINKED_DIRS, "[log, tmp/pids, tmp/sockets, tmp/cache, storage]"),
+            ("linkedFiles", "linked_files", DEFAULT_LINKED_FILES, "[config/master.key]")):
+        items = _list(obj.get(name, list(default)), f"{key}.{name}", example)
+        paths = []
+        for i, item in enumerate(items):
+            item_key = f"{key}.{name}[{i}]"
+            path = _match(item, LINK_PATH_RE, item_key,
+                          "a relative path inside the release (letters, digits, '.', '_', '-'; no '..', no leading "
+                          "'/' or '.')", example.strip("[]").split(",")[0])
+            for reserved in RESERVED_LINK_PATHS:
+                if _nested(path, reserved):
+                    _fail(item_key, f"{path!r} overlaps {reserved!r}, which the release steps manage themselves")
+            for other, other_key in seen:
+                if _nested(path, other):
+                    _fail(item_key, f"{path!r} overlaps {other!r} ({other_key}): a link inside a linked folder "
+                                    "would land in shared/")
+            seen.append((path, item_key))
+            paths.append(path)
+        found[field_name] = tuple(paths)
+    return found
+
+
+def _nested(a: str, b: str) -> bool:
+    """True when one path is the other or lies inside it."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
 def _parse_apps(raw: Any) -> tuple[App, ...]:

@@ -57,6 +57,9 @@ _REPO_URL_RE = re.compile(r"^(ssh://[A-Za-z0-9_.@:/~-]+|[a-z_][a-z0-9_-]*@[A-Za-
 _KNOWN_HOST_RE = re.compile(r"^[][A-Za-z0-9.,:-]+ [a-z0-9@.-]+ [A-Za-z0-9+/]+={0,3}$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
 _WHO_RE = re.compile(r"^[A-Za-z0-9@._ -]{0,64}$")
+_LINK_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,9}$")
+# The release steps manage these themselves (public/assets always links to shared/assets).
+_RESERVED_LINKS = ("public/assets", ".bundle", "REVISION", "Gemfile", "Gemfile.lock")
 
 SERVICE_MANAGERS = ("systemd", "direct")
 
@@ -115,6 +118,10 @@ class AppServerSpec:
     service_manager: str = "systemd"
     """`systemd` on real hosts; `direct` starts puma and nginx without a service manager (hosts
     without systemd as PID 1, such as this project's test machine)."""
+    linked_dirs: tuple[str, ...] = ("log", "tmp/pids", "tmp/sockets", "tmp/cache")
+    """Release folders that are links to the same path under shared/ (Capistrano's linked_dirs)."""
+    linked_files: tuple[str, ...] = ()
+    """Release files that are links to the same path under shared/; the build fails while one is missing."""
     packages: tuple[tuple[str, str], ...] = (("ruby", "ruby"), ("bundler", "bundle"), ("git", "git"),
                                              ("curl", "curl"), ("nginx", "nginx"))
     """(Debian package, command that proves it is there) pairs the ruby step ensures."""
@@ -246,6 +253,14 @@ def _validate(s: AppServerSpec) -> None:
            f"must be an IP address, got {s.http_bind!r}", "127.0.0.1")
     _check(bool(_WHO_RE.fullmatch(s.deployed_by)), "deployed_by", f"must be a short name, got {s.deployed_by!r}")
     _check(all(_PACKAGE_RE.fullmatch(p) for p in s.gem_packages), "gem_packages", "must be Debian package names")
+    links = s.linked_dirs + s.linked_files
+    for key in ("linked_dirs", "linked_files"):
+        _check(all(_LINK_RE.fullmatch(p) for p in getattr(s, key)), key,
+               f"must be relative paths inside the release without '.' or '..' parts, got {getattr(s, key)!r}")
+    for i, path in enumerate(links):
+        for other in links[i + 1:] + _RESERVED_LINKS:
+            _check(not (path == other or path.startswith(other + "/") or other.startswith(path + "/")),
+                   "linked_dirs", f"{path!r} overlaps {other!r}")
     _check(all(_PACKAGE_RE.fullmatch(p) and _UNIX_NAME_RE.fullmatch(c) for p, c in s.packages), "packages",
            "must be (Debian package, command) pairs")
 
@@ -413,6 +428,7 @@ def spec_from_settings(settings: Any, app_name: str, sha: str | None, **override
         "puma_threads_min": app.puma_threads, "puma_threads_max": app.puma_threads,
         "ruby_source": settings.ruby.source, "bundle_local": settings.ruby.bundle_local,
         "datadog_enabled": settings.datadog.enabled, "datadog_conf_dir": settings.datadog.conf_dir,
+        "linked_dirs": app.linked_dirs, "linked_files": app.linked_files,
     }
     values.update(overrides)
     return AppServerSpec(**values)

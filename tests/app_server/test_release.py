@@ -272,3 +272,27 @@ def test_the_docs_app_deploys_too(docs_host, origin):
     build, _ = docs_host.deploy(shas["docs-change"])
     assert "assets:precompile skipped" in ok(build)
     assert "Delivery times" in docs_host.get("/")[1]
+
+
+def test_linked_dirs_and_files_are_settings(deploy_account, origin):
+    made = make_host(deploy_account, origin, linked_dirs=("log", "tmp/pids", "tmp/sockets", "tmp/cache", "storage"),
+                     linked_files=("config/master.key",))
+    try:
+        made.provision()                       # layout makes shared/storage and shared/config for them
+        shared = Path(made.spec.shared_dir)
+        assert (shared / "storage").is_dir() and (shared / "storage").stat().st_uid == deploy_account.uid
+        made.with_sha(origin["shas"]["ecom-platform"]["v1"])
+        build = made.run("release-build")      # the linked file is the operator's to put there first
+        assert build.returncode != 0
+        assert f"linked file {shared}/config/master.key does not exist" in build.stderr
+        assert made.releases() == []
+        subprocess.run(["runuser", "-u", deploy_account.user, "--", "sh", "-c",
+                        f"echo k > {shared}/config/master.key"], check=True)
+        made.deploy(origin["shas"]["ecom-platform"]["v1"])
+        release = made.app_dir / "releases" / made.current()
+        assert os.readlink(release / "config" / "master.key") == f"{shared}/config/master.key"
+        assert os.readlink(release / "storage") == f"{shared}/storage"
+        assert (release / "public" / "assets").resolve() == shared / "assets"   # always, whatever the setting
+        assert made.get("/health")[0] == 200
+    finally:
+        destroy_host(made)

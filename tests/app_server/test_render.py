@@ -95,6 +95,9 @@ def test_rendering_is_deterministic():
     ({"puma_threads_min": 9}, "app_server.puma_threads_min"),
     ({"ruby_source": "rbenv"}, "app_server.ruby_source"),
     ({"service_manager": "upstart"}, "app_server.service_manager"),
+    ({"linked_dirs": ("/etc",)}, "app_server.linked_dirs"),
+    ({"linked_files": ("a/../../x",)}, "app_server.linked_files"),
+    ({"linked_files": ("public/assets/x",)}, "app_server.linked_dirs"),
 ])
 def test_bad_values_are_refused_with_the_key_named(changes, key):
     with pytest.raises(ConfigError) as caught:
@@ -360,3 +363,13 @@ def test_the_cloud_init_wait_runs(tmp_path, stub_rc, step_rc, said):
     assert ("next-line" in done.stdout) == (step_rc == 0)
     if stub_rc is not None:
         assert "status --wait" in (tmp_path / "calls").read_text()
+
+
+def test_linked_paths_reach_the_layout_and_the_build_quoted():
+    spec = replace(BASE, sha="a" * 40, linked_dirs=("log", "storage"), linked_files=("config/master.key",))
+    steps = {step.name: step.create for step in app_server_steps(spec)}
+    for name in ("layout", "release-build"):
+        assert "LINKED_DIRS=(log storage)" in steps[name] and "LINKED_FILES=(config/master.key)" in steps[name]
+    default = {step.name: step.create for step in app_server_steps(replace(BASE, sha="a" * 40))}
+    assert "LINKED_DIRS=(log tmp/pids tmp/sockets tmp/cache)" in default["release-build"]
+    assert "LINKED_FILES=()" in default["release-build"]
