@@ -2,7 +2,7 @@
 
 `app_server_steps(spec)` returns the host's steps in the order they must run:
 
-    deploy-user  [git-ssh]  layout  ruby  puma-config  puma-unit  nginx-site  [datadog]
+    deploy-user  [git-ssh]  layout  app-env  ruby  puma-config  puma-unit  nginx-site  [datadog]
     [release-build  release-publish]           (only when the spec names a sha)
 
 (`git-ssh` only when git goes over SSH, `datadog` only when enabled.) `spec_from_settings`
