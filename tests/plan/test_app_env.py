@@ -94,3 +94,19 @@ def test_bad_plain_variables_name_the_key(env, key):
 def test_a_variable_is_plain_or_secret_not_both():
     with pytest.raises(ConfigError, match=r"^ecom-infra:appSecrets\.ecom-platform\.SHOP_NAME: is also set in plain"):
         run({"ecom-platform": {"SHOP_NAME": "x"}}, env={"SHOP_NAME": "y"})
+
+
+def test_an_encrypted_app_secrets_value_plans_as_no_secrets(tmp_path):
+    # `ecom-deploy plan` cannot decrypt `secure:` values: appSecrets must still parse as an object.
+    import shutil
+
+    import yaml
+
+    from ecom_infra import plan as plan_module
+    for name in ("Pulumi.yaml", "Pulumi.staging.yaml"):
+        shutil.copy(plan_module.PROJECT_DIR / name, tmp_path / name)
+    stack = yaml.safe_load((tmp_path / "Pulumi.staging.yaml").read_text())
+    stack["config"]["ecom-infra:appSecrets"] = {"secure": "v1:abc"}
+    (tmp_path / "Pulumi.staging.yaml").write_text(yaml.safe_dump(stack))
+    config, secret_keys = offline_plan.stack_config("staging", tmp_path)
+    assert config["ecom-infra:appSecrets"] == "{}" and "ecom-infra:appSecrets" in secret_keys
