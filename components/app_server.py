@@ -11,15 +11,16 @@ import pulumi
 import pulumi_command as command
 
 from ecom_infra.settings import App, Settings
-from renderers.app_server import DEPLOY_KEY_SECRET, PUBLISH_STEP, app_server_steps, spec_from_settings
+from renderers.app_server import (APP_ENV_SECRET, DEPLOY_KEY_SECRET, PUBLISH_STEP, app_server_steps,
+                                  render_environment_file, spec_from_settings)
 from .host import Ec2Host, HostArgs
-from .remote_steps import run_steps
+from .remote_steps import TRIGGER_KEY, run_steps, secret_hash
 
 
 class AppServer(pulumi.ComponentResource):
     def __init__(self, name: str, app: App, sha: str | None, host_args: HostArgs, settings: Settings,
                  ssh_private_key: pulumi.Input[str], deploy_key: pulumi.Input[str],
-                 opts: pulumi.ResourceOptions | None = None):
+                 app_secrets: pulumi.Input[dict] | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ecom:app:AppServer", name, None, opts)
         self.app = app
         self.server_name = name
@@ -27,15 +28,24 @@ class AppServer(pulumi.ComponentResource):
         self.host = Ec2Host(name, host_args, settings, ssh_private_key, pulumi.ResourceOptions(parent=self))
         steps = app_server_steps(spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}"))
         self._publish = next((s for s in steps if s.name == PUBLISH_STEP), None)
-        self._secrets = {DEPLOY_KEY_SECRET: deploy_key}
+        # The environment file holds the app's secrets: rendered inside the secret, fed on stdin.
+        secrets_of_app = pulumi.Output.secret(app_secrets if app_secrets is not None else {}).apply(
+            lambda by_app: tuple(by_app.get(app.name, ())))
+        # The deploy key also keys the hash of the environment in triggers (rotating it restarts puma once).
+        self._secrets = {DEPLOY_KEY_SECRET: deploy_key, TRIGGER_KEY: deploy_key,
+                         APP_ENV_SECRET: secrets_of_app.apply(
+                             lambda pairs: render_environment_file(tuple(app.env) + tuple(map(tuple, pairs))))}
         self.commands = run_steps(name, [s for s in steps if s.name != PUBLISH_STEP], self.host.connection,
                                   self.host.instance_id, parent=self, secrets=self._secrets)
         self.register_outputs({"instance_id": self.host.instance_id, "private_ip": self.host.private_ip})
 
     @property
-    def restart_triggers(self) -> tuple[str, ...]:
+    def restart_triggers(self) -> tuple[pulumi.Input[str], ...]:
         """What makes the publish step (and so the drain around it) run again."""
-        return self._publish.triggers if self._publish else ()
+        if self._publish is None:
+            return ()
+        return (*self._publish.triggers,
+                *(secret_hash(self._secrets, self._publish, name) for name in self._publish.secret_triggers))
 
     def publish(self, depends_on: list[pulumi.Resource]) -> command.remote.Command | None:
         """Create the switch-and-restart step after `depends_on` (the drains); None without a release."""

@@ -64,7 +64,7 @@ def build(settings: Settings, secrets: Secrets) -> Platform:
                                subnet=addresses[f"{app.name}-{i + 1}"][0],
                                private_ip=addresses[f"{app.name}-{i + 1}"][1], security_group_id=groups.app.id,
                                ami_id=image, key_name=key_pair.key_name),
-                      settings, secrets.ssh_private_key, secrets.deploy_key, opts)
+                      settings, secrets.ssh_private_key, secrets.deploy_key, secrets.app_secrets, opts)
             for i in range(app.servers)
         ]
     haproxy = HaproxyPair("haproxy", settings, [s for servers in app_servers.values() for s in servers],

@@ -7,7 +7,8 @@ The one place where a script becomes a `pulumi_command.remote.Command`:
 - every step is triggered by the host's instance id plus its own triggers, so a new or
   replaced instance re-runs all of its steps and nothing time-based ever does;
 - a step's secret arrives on stdin, never in the command text, and steps that could
-  print one get their stdout/stderr marked secret.
+  print one get their stdout/stderr marked secret; a step re-run by a secret's change has
+  a keyed hash of that secret (HMAC, key: another secret) in its triggers.
 
 Steps whose text depends on other resources' outputs (a peer's address, an instance id)
 are rendered inside an Output: pass the static `shape` (rendered with placeholder values:
@@ -15,6 +16,8 @@ same names, same stdin, same count) and the real list as `rendered`.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 
 import pulumi
@@ -30,6 +33,22 @@ def as_root(script: str) -> str:
     if HEREDOC_END in script:
         raise ValueError(f"script contains the here-document terminator {HEREDOC_END}")
     return f"sudo -n /bin/bash -c \"$(cat <<'{HEREDOC_END}'\n{script.rstrip()}\n{HEREDOC_END}\n)\"\n"
+
+
+TRIGGER_KEY = "trigger_key"
+"""The secret that keys the hashes of secrets in triggers (the component supplies it)."""
+
+
+def secret_hash(secrets: Mapping[str, pulumi.Input[str]] | None, step: Step, name: str) -> pulumi.Output[str]:
+    """A trigger that changes with secret `name` and tells nothing about it: an HMAC keyed by
+    another secret (a plain hash of a short secret could be guessed offline from the state). It
+    is not secret itself, so the step's other triggers (instance id, sha) stay readable in
+    previews; a change of the key re-runs the step once."""
+    if not secrets or secrets.get(name) is None or secrets.get(TRIGGER_KEY) is None:
+        raise KeyError(f"step {step.name} wants a trigger on secret {name!r}; none given (or no {TRIGGER_KEY})")
+    digest = pulumi.Output.all(secrets[TRIGGER_KEY], secrets[name]).apply(
+        lambda v: hmac.new(v[0].encode(), v[1].encode(), hashlib.sha256).hexdigest()[:32])
+    return pulumi.Output.unsecret(digest).apply(lambda d: f"{name}:{d}")
 
 
 def _nth(rendered: list[Step], index: int, expected: Step) -> Step:
@@ -62,6 +81,11 @@ def run_steps(prefix: str, steps: Sequence[Step], connection: Mapping, instance_
             create = this.apply(lambda s: as_root(s.create))
             delete = this.apply(lambda s: as_root(s.delete)) if step.delete else None
             triggers = pulumi.Output.all(instance_id, this).apply(lambda v: [v[0], *v[1].triggers])
+        hashes = [secret_hash(secrets, step, name) for name in step.secret_triggers]
+        if hashes and isinstance(triggers, list):
+            triggers = [*triggers, *hashes]
+        elif hashes:
+            triggers = pulumi.Output.all(triggers, *hashes).apply(lambda v: [*v[0], *v[1:]])
         stdin = None
         if step.stdin is not None:
             if not secrets or secrets.get(step.stdin) is None:

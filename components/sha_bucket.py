@@ -21,7 +21,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
-from ecom_infra import shafile
+from ecom_infra import release, shafile
 from ecom_infra.errors import ConfigError
 from ecom_infra.settings import Settings
 
@@ -64,9 +64,28 @@ class ShaBucket(pulumi.ComponentResource):
             f"{name}-encryption", bucket=self.bucket.id,
             rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"},
                     "bucket_key_enabled": True}], opts=after(versioning, child))
-        aws.s3.BucketPolicy(f"{name}-tls-only", bucket=self.bucket.id,
-                            policy=self.bucket.arn.apply(tls_only_policy), opts=after(encryption, child))
+        policy = aws.s3.BucketPolicy(f"{name}-tls-only", bucket=self.bucket.id,
+                                     policy=self.bucket.arn.apply(tls_only_policy), opts=after(encryption, child))
+        # Every write of the sha file keeps a version, and `history` lists them newest first: old
+        # ones expire so the listing stays short. Only our two objects (the bucket may hold CI's
+        # other packages, whose versions are not ours to expire).
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle", bucket=self.bucket.id,
+            rules=lifecycle_rules(settings.sha_bucket.key, release.live_location(release.Location(bucket_name, settings.sha_bucket.key)).key,
+                                  settings.sha_bucket.noncurrent_days, settings.sha_bucket.noncurrent_kept),
+            opts=after(policy, child))
         self.register_outputs({"bucket": self.bucket.bucket})
+
+
+def lifecycle_rules(sha_key: str, live: str, days: int, kept: int) -> list[dict]:
+    """One rule per object: noncurrent versions expire `days` after they were replaced, except the
+    newest `kept` of them (S3 expires a version only when both hold; kept 0: age alone)."""
+    expiration: dict = {"noncurrent_days": days}
+    if kept:
+        expiration["newer_noncurrent_versions"] = kept
+    return [{"id": f"expire-old-versions-{i}", "status": "Enabled", "filter": {"prefix": key},
+             "noncurrent_version_expiration": dict(expiration)}
+            for i, key in enumerate((sha_key, live), start=1)]
 
 
 def tls_only_policy(bucket_arn: str) -> str:

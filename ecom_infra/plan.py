@@ -25,6 +25,7 @@ from .stacks import PROJECT_DIR, PROJECT_NAME
 SECRET_MASK = "[secret]"
 PLACEHOLDER = "PLACEHOLDER-NOT-A-REAL-SECRET({key})"
 REQUIRED_SECRETS = ("ecom-infra:deployKey", "ecom-infra:sshPrivateKey")
+STRUCTURED_SECRETS = ("ecom-infra:appSecrets",)
 PUBLIC_CONNECTION_KEYS = frozenset({"host", "port", "user", "hostKey", "dialErrorLimit", "perDialTimeout"})
 
 
@@ -122,7 +123,8 @@ def stack_config(stack: str, project_dir: Path = PROJECT_DIR,
     secret_keys: list[str] = []
     for key, value in raw.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
-            config[key] = PLACEHOLDER.format(key=key)
+            # A structured secret must still parse: its placeholder is an empty object.
+            config[key] = "{}" if key in STRUCTURED_SECRETS else PLACEHOLDER.format(key=key)
             secret_keys.append(key)
         elif isinstance(value, str):
             config[key] = value

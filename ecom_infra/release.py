@@ -244,8 +244,11 @@ class ShaStore:
         shas = shafile.parse(text, self.apps, source=str(self.location), environments=self.environments)
         return Snapshot(shas, reply["ETag"], reply.get("VersionId"))
 
-    def versions_newest_first(self) -> Iterator[_Version]:
+    def versions_newest_first(self, page_size: int | None = None) -> Iterator[_Version]:
         """Every stored version of the object, newest first, each fetched and parsed lazily.
+
+        Pages are listed lazily too; `page_size` (S3's default is 1000) lets a caller that needs
+        only the newest few versions stop after a short first page.
 
         S3 lists the versions of one key newest first, so the listing order is kept (the
         timestamps have only second precision and cannot order two quick writes). Delete
@@ -253,7 +256,8 @@ class ShaStore:
         """
         with s3_errors(self.location, self.endpoint_url):
             pages = self.client.get_paginator("list_object_versions").paginate(
-                Bucket=self.location.bucket, Prefix=self.location.key)
+                Bucket=self.location.bucket, Prefix=self.location.key,
+                PaginationConfig={"PageSize": page_size} if page_size else {})
             for page in pages:
                 for item in page.get("Versions", []):
                     if item["Key"] != self.location.key:
@@ -348,7 +352,8 @@ def rollback_mutation(env: str, app: str, expected_current: str | None,
     return mutate
 
 
-def history(store: ShaStore, env: str, app: str, skipped: list[str] | None = None) -> Iterator[HistoryRow]:
+def history(store: ShaStore, env: str, app: str, skipped: list[str] | None = None,
+            limit: int | None = None) -> Iterator[HistoryRow]:
     """The periods of env/app, newest first: when each sha was set, by whom, and what it replaced.
 
     Consecutive versions with the same value for env/app (other entries changed) are one
@@ -357,10 +362,14 @@ def history(store: ShaStore, env: str, app: str, skipped: list[str] | None = Non
     the oldest period we know of it falls back to what the setting write recorded in its
     metadata (older versions may have expired).
     Versions that do not parse are skipped and their ids appended to `skipped`.
+    With `limit`, stops after that many rows, having listed and read only the versions they
+    need (N rows need at least N + 1 versions, more when other entries changed in between).
     """
     run: _Version | None = None      # the oldest version seen so far of the current period
     run_value: str | None = None
-    for version in store.versions_newest_first():
+    rows = 0
+    page_size = min(1000, limit + 1) if limit else None
+    for version in store.versions_newest_first(page_size):
         if version.shas is None:
             if skipped is not None:
                 skipped.append(version.version_id)
@@ -369,6 +378,9 @@ def history(store: ShaStore, env: str, app: str, skipped: list[str] | None = Non
         if run is not None and value != run_value:
             if run_value is not None:   # a period without the entry is not a release
                 yield _row(run, run_value, previous=value)
+                rows += 1
+                if limit and rows >= limit:
+                    return      # the rest of the listing is never requested
             run = None
         if run is None or value == run_value:
             run, run_value = version, value

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import itertools
 import json
 import os
 import re
@@ -451,7 +450,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         raise ConfigError("--limit", f"must be at least 1, got {args.limit}", "20")
     store = context(args).store
     skipped: list[str] = []
-    rows = list(itertools.islice(release.history(store, env, args.app, skipped), args.limit))
+    rows = list(release.history(store, env, args.app, skipped, limit=args.limit))
     if not rows:
         print(f"{env}/{args.app}: no sha recorded in {store.location}")
     else:

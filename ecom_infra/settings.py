@@ -54,6 +54,22 @@ EXAMPLE_APP = ("{name: ecom-platform, repo: 'git@github.com:emami/ecom-platform.
 # ----------------------------------------------------------------------------- dataclasses
 
 
+# What every release linked before these were settings (Capistrano's linked_dirs for a Rails app).
+# `public/assets` is not among them: it always links to shared/assets, where the asset cleanup and
+# the manifest copies in meta/ look.
+DEFAULT_LINKED_DIRS = ("log", "tmp/pids", "tmp/sockets", "tmp/cache")
+DEFAULT_LINKED_FILES: tuple[str, ...] = ()
+# Paths the release steps own: linking them (or anything inside or around them) would break a step.
+RESERVED_LINK_PATHS = ("public/assets", ".bundle", "REVISION", "Gemfile", "Gemfile.lock")
+# App environment: names a shell, systemd and Rails all take; the ones the platform sets itself
+# (or that would change how the deploy user's processes run) are not the app's to set.
+ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+RESERVED_ENV_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "LC_ALL", "RAILS_ENV",
+                                "RACK_ENV", "BUNDLE_GEMFILE", "BUNDLE_APP_CONFIG", "LD_PRELOAD", "LD_LIBRARY_PATH",
+                                "RUBYOPT", "RUBYLIB", "GEM_HOME", "GEM_PATH", "NOTIFY_SOCKET"})
+LINK_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,9}$")
+
+
 @dataclass(frozen=True)
 class GitRemote:
     url: str
@@ -75,6 +91,9 @@ class App:
     health_check_timeout: int
     puma_workers: int
     puma_threads: int
+    linked_dirs: tuple[str, ...] = DEFAULT_LINKED_DIRS   # release paths linked to the same path under shared/
+    linked_files: tuple[str, ...] = DEFAULT_LINKED_FILES
+    env: tuple[tuple[str, str], ...] = ()   # plain variables from the stack file, sorted by name
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,8 @@ class ShaBucket:
     key: str
     owner: bool            # exactly one stack owns (creates, protects) the bucket; the others only read it
     adopt: bool = False    # owner stack only: import the existing bucket instead of creating it (first up)
+    noncurrent_days: int = 365   # owner stack only: noncurrent versions of the sha file expire this long after
+    noncurrent_kept: int = 100   # ...they were replaced, except the newest `noncurrent_kept` (0: age alone)
 
 
 @dataclass(frozen=True)
@@ -184,6 +205,7 @@ class Secrets:
     deploy_key: Any        # pulumi.Output[str]: the git deploy key (OpenSSH private key)
     ssh_private_key: Any   # pulumi.Output[str]: the key remote commands log in with
     tls_certificate: Any   # pulumi.Output[str] | None: PEM (cert + key) for HAProxy :443
+    app_secrets: Any = None   # pulumi.Output[dict[str, tuple[tuple[str, str], ...]]]: per app, validated
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -381,7 +403,7 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
     key = f"ecom-infra:apps[{index}]"
     obj = _mapping(raw, key, EXAMPLE_APP)
     _unknown_keys(obj, {"name", "repo", "branch", "servers", "instanceType", "hostnames", "healthCheckPath",
-                        "healthCheckTimeout", "pumaWorkers", "pumaThreads"}, key)
+                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "linkedDirs", "linkedFiles", "env"}, key)
     if "name" not in obj:
         _fail(f"{key}.name", "is required", "ecom-platform")
     name = _match(obj["name"], APP_NAME_RE, f"{key}.name",
@@ -404,7 +426,84 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
         health_check_timeout=_int(obj.get("healthCheckTimeout", 60), f"{key}.healthCheckTimeout", 1, 600, "60"),
         puma_workers=_int(obj.get("pumaWorkers", 2), f"{key}.pumaWorkers", 0, 64, "2"),
         puma_threads=_int(obj.get("pumaThreads", 5), f"{key}.pumaThreads", 1, 64, "5"),
+        **_linked_paths(obj, key),
+        env=env_pairs(obj.get("env"), f"{key}.env", secret=False),
     )
+
+
+def env_pairs(raw: Any, key: str, *, secret: bool) -> tuple[tuple[str, str], ...]:
+    """An app's variables `{NAME: value}` as sorted pairs. A secret's value never appears in an error."""
+    obj = _mapping(raw, key, "{PAYMENT_API_URL: 'https://pay.example.com'}")
+    pairs = []
+    for name, value in obj.items():
+        item_key = f"{key}.{_key_name(str(name))}"
+        if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
+            _fail(item_key, "must be a variable name: capital letters, digits and '_', not starting with a digit",
+                  "PAYMENT_API_URL")
+        if name in RESERVED_ENV_NAMES:
+            _fail(item_key, f"is set by the platform itself (reserved: {', '.join(sorted(RESERVED_ENV_NAMES))})")
+        if isinstance(value, int) and not isinstance(value, bool) and not secret:
+            value = str(value)
+        if not isinstance(value, str):
+            _fail(item_key, f"must be a string, got {type(value).__name__}", "'value'")
+        if "\n" in value or "\r" in value or "\0" in value:
+            _fail(item_key, "must not contain a newline or NUL character" + ("" if secret else f", got {_show(value)}"))
+        if len(value) > 32768:
+            _fail(item_key, f"must be at most 32768 characters, got {len(value)}")
+        pairs.append((name, value))
+    return tuple(sorted(pairs))
+
+
+def parse_app_secrets(raw: Any, apps: tuple[App, ...]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """`ecom-infra:appSecrets`: `{app: {NAME: value}}`, one secret object for every app of the stack."""
+    key = "ecom-infra:appSecrets"
+    if not isinstance(raw, dict):
+        _fail(key, f"must be a JSON object {{app: {{NAME: value}}}}, got {type(raw).__name__}",
+              "'{\"ecom-platform\": {\"SECRET_KEY_BASE\": \"...\"}}'")
+    known = {a.name: a for a in apps}
+    found: dict[str, tuple[tuple[str, str], ...]] = {}
+    for app_name, variables in raw.items():
+        if app_name not in known:
+            _fail(f"{key}.{_key_name(str(app_name))}", f"is not an app of this stack (apps: {', '.join(known)})")
+        pairs = env_pairs(variables, f"{key}.{app_name}", secret=True)
+        plain = {name for name, _ in known[app_name].env}
+        for name, _ in pairs:
+            if name in plain:
+                _fail(f"{key}.{app_name}.{name}", f"is also set in plain text (apps[{app_name}].env.{name}): keep one")
+        found[app_name] = pairs
+    return {name: found.get(name, ()) for name in known}
+
+
+def _linked_paths(obj: dict[str, Any], key: str) -> dict[str, tuple[str, ...]]:
+    """linkedDirs and linkedFiles: relative paths inside a release, none inside another."""
+    found: dict[str, tuple[str, ...]] = {}
+    seen: list[tuple[str, str]] = []     # (path, its key) across both lists
+    for name, field_name, default, example in (
+            ("linkedDirs", "linked_dirs", DEFAULT_LINKED_DIRS, "[log, tmp/pids, tmp/sockets, tmp/cache, storage]"),
+            ("linkedFiles", "linked_files", DEFAULT_LINKED_FILES, "[config/master.key]")):
+        items = _list(obj.get(name, list(default)), f"{key}.{name}", example)
+        paths = []
+        for i, item in enumerate(items):
+            item_key = f"{key}.{name}[{i}]"
+            path = _match(item, LINK_PATH_RE, item_key,
+                          "a relative path inside the release (letters, digits, '.', '_', '-'; no '..', no leading "
+                          "'/' or '.')", example.strip("[]").split(",")[0])
+            for reserved in RESERVED_LINK_PATHS:
+                if _nested(path, reserved):
+                    _fail(item_key, f"{path!r} overlaps {reserved!r}, which the release steps manage themselves")
+            for other, other_key in seen:
+                if _nested(path, other):
+                    _fail(item_key, f"{path!r} overlaps {other!r} ({other_key}): a link inside a linked folder "
+                                    "would land in shared/")
+            seen.append((path, item_key))
+            paths.append(path)
+        found[field_name] = tuple(paths)
+    return found
+
+
+def _nested(a: str, b: str) -> bool:
+    """True when one path is the other or lies inside it."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
 def _parse_apps(raw: Any) -> tuple[App, ...]:
@@ -530,7 +629,7 @@ def _parse_ami(raw: Any) -> Ami:
 def _parse_sha_bucket(raw: Any, environment: str) -> ShaBucket:
     key = "ecom-infra:shaBucket"
     obj = _mapping(raw, key, "{name: emami-ci-packages, key: sha_number.yml, owner: false}")
-    _unknown_keys(obj, {"name", "key", "owner", "adopt"}, key)
+    _unknown_keys(obj, {"name", "key", "owner", "adopt", "noncurrentDays", "noncurrentKept"}, key)
     s3_key = _match(obj.get("key", "sha_number.yml"), S3_KEY_RE, f"{key}.key", "an S3 object key", "sha_number.yml")
     if ".." in s3_key:
         _fail(f"{key}.key", f"must not contain '..', got {_show(s3_key)}", "sha_number.yml")
@@ -544,6 +643,9 @@ def _parse_sha_bucket(raw: Any, environment: str) -> ShaBucket:
         key=s3_key,
         owner=owner,
         adopt=adopt,
+        # S3's lifecycle limits: NoncurrentDays >= 1, NewerNoncurrentVersions <= 100.
+        noncurrent_days=_int(obj.get("noncurrentDays", 365), f"{key}.noncurrentDays", 1, 36500, "365"),
+        noncurrent_kept=_int(obj.get("noncurrentKept", 100), f"{key}.noncurrentKept", 0, 100, "100"),
     )
 
 
@@ -648,7 +750,7 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
 STRUCTURED_KEYS = ("apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
                    "gitKnownHosts", "tags", "rollHosts")
 PLAIN_KEYS = ("environment", "awsEndpoint")
-SECRET_KEYS = ("deployKey", "sshPrivateKey", "tlsCertificate")
+SECRET_KEYS = ("deployKey", "sshPrivateKey", "tlsCertificate", "appSecrets")
 KNOWN_KEYS = frozenset(STRUCTURED_KEYS + PLAIN_KEYS + SECRET_KEYS)
 
 
@@ -701,12 +803,30 @@ def load() -> tuple[Settings, Secrets]:
     tls = config.get_secret("tlsCertificate")
     settings = parse(raw, project=pulumi.get_project(), stack=pulumi.get_stack(),
                      region=pulumi.Config("aws").get("region"), has_tls_certificate=tls is not None)
+    # Read raw (the value is known at run time) so bad names fail before anything is declared; only
+    # the validated result leaves this function, and only as a secret.
+    secrets_text = pulumi.runtime.get_config(prefix + "appSecrets")
+    app_secrets = parse_app_secrets(_json_object(secrets_text, prefix + "appSecrets") if secrets_text else {},
+                                    settings.apps)
     secrets = Secrets(
         deploy_key=config.require_secret("deployKey"),
         ssh_private_key=config.require_secret("sshPrivateKey"),
         tls_certificate=tls,
+        app_secrets=pulumi.Output.secret(app_secrets),
     )
     return settings, secrets
+
+
+def _json_object(text: str, key: str) -> Any:
+    import json  # noqa: PLC0415
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        # The text is secret: say what is wrong, never what it is.
+        _fail(key, "is not valid JSON", "pulumi config set --secret ecom-infra:appSecrets "
+                                        "'{\"ecom-platform\": {\"SECRET_KEY_BASE\": \"...\"}}'")
+    return None
 
 
 def _require_secret_key(config: Any, name: str, what: str) -> None:

@@ -2,7 +2,7 @@
 
 `app_server_steps(spec)` returns the host's steps in the order they must run:
 
-    deploy-user  [git-ssh]  layout  ruby  puma-config  puma-unit  nginx-site  [datadog]
+    deploy-user  [git-ssh]  layout  app-env  ruby  puma-config  puma-unit  nginx-site  [datadog]
     [release-build  release-publish]           (only when the spec names a sha)
 
 (`git-ssh` only when git goes over SSH, `datadog` only when enabled.) `spec_from_settings`
@@ -36,12 +36,16 @@ from ecom_infra.errors import ConfigError
 from . import content_hash, render
 from .steps import Step
 
-STEP_ORDER = ("deploy-user", "git-ssh", "layout", "ruby", "puma-config", "puma-unit", "nginx-site", "datadog",
+STEP_ORDER = ("deploy-user", "git-ssh", "layout", "app-env", "ruby", "puma-config", "puma-unit", "nginx-site", "datadog",
               "release-build", "release-publish")
 PUBLISH_STEP = "release-publish"
 """The step that restarts puma: the load balancers drain this server before it and set it ready after."""
 
 DEPLOY_KEY_SECRET = "deploy_key"
+APP_ENV_SECRET = "app_env"
+"""The app's environment file (plain and secret variables): fed on stdin, hashed into triggers as a secret."""
+ENV_FILE_HEADER = "# Written by ecom-infra (apps[].env, ecom-infra:appSecrets): edits are overwritten."
+BUILD_SECRET_KEY_BASE = "ecom-infra-build-placeholder-never-used-to-serve"
 FILE_EOF = "ECOM_FILE_EOF"  # here-document terminator for file contents inside scripts
 
 # Shapes of values that reach paths, unit files, nginx and ruby code, not only shells.
@@ -57,6 +61,10 @@ _REPO_URL_RE = re.compile(r"^(ssh://[A-Za-z0-9_.@:/~-]+|[a-z_][a-z0-9_-]*@[A-Za-
 _KNOWN_HOST_RE = re.compile(r"^[][A-Za-z0-9.,:-]+ [a-z0-9@.-]+ [A-Za-z0-9+/]+={0,3}$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
 _WHO_RE = re.compile(r"^[A-Za-z0-9@._ -]{0,64}$")
+_ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+_LINK_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,9}$")
+# The release steps manage these themselves (public/assets always links to shared/assets).
+_RESERVED_LINKS = ("public/assets", ".bundle", "REVISION", "Gemfile", "Gemfile.lock")
 
 SERVICE_MANAGERS = ("systemd", "direct")
 
@@ -115,6 +123,12 @@ class AppServerSpec:
     service_manager: str = "systemd"
     """`systemd` on real hosts; `direct` starts puma and nginx without a service manager (hosts
     without systemd as PID 1, such as this project's test machine)."""
+    linked_dirs: tuple[str, ...] = ("log", "tmp/pids", "tmp/sockets", "tmp/cache")
+    """Release folders that are links to the same path under shared/ (Capistrano's linked_dirs)."""
+    linked_files: tuple[str, ...] = ()
+    """Release files that are links to the same path under shared/; the build fails while one is missing."""
+    env: tuple[tuple[str, str], ...] = ()
+    """The app's plain variables (apps[].env); they reach puma through the environment file, and the build."""
     packages: tuple[tuple[str, str], ...] = (("ruby", "ruby"), ("bundler", "bundle"), ("git", "git"),
                                              ("curl", "curl"), ("nginx", "nginx"))
     """(Debian package, command that proves it is there) pairs the ruby step ensures."""
@@ -192,6 +206,15 @@ class AppServerSpec:
         return (("RAILS_ENV", self.rails_env), ("RACK_ENV", self.rails_env), ("LANG", "C.UTF-8"))
 
     @property
+    def build_environment(self) -> tuple[tuple[str, str], ...]:
+        """What the build's commands (bundle, precompile) get besides deploy_vars: the plain variables
+        and, unless one is set in plain text, a throw-away SECRET_KEY_BASE (Rails 6.1 will not boot
+        for assets:precompile without one). Never the secrets: precompile has no use for them."""
+        names = {name for name, _ in self.env}
+        extra = () if "SECRET_KEY_BASE" in names else (("SECRET_KEY_BASE", BUILD_SECRET_KEY_BASE),)
+        return tuple(sorted(self.env + extra))
+
+    @property
     def health_url(self) -> str:
         """The health check goes through this host's nginx, on the address the site listens on."""
         return f"http://{self.http_bind or '127.0.0.1'}:{self.http_port}{self.health_path}"
@@ -246,6 +269,18 @@ def _validate(s: AppServerSpec) -> None:
            f"must be an IP address, got {s.http_bind!r}", "127.0.0.1")
     _check(bool(_WHO_RE.fullmatch(s.deployed_by)), "deployed_by", f"must be a short name, got {s.deployed_by!r}")
     _check(all(_PACKAGE_RE.fullmatch(p) for p in s.gem_packages), "gem_packages", "must be Debian package names")
+    _check(all(_ENV_NAME_RE.fullmatch(n) and isinstance(v, str) and not set(v) & {"\n", "\r", "\0"}
+               for n, v in s.env), "env", "must be (NAME, value) pairs without newlines or NUL")
+    _check(not {n for n, _ in s.env} & {n for n, _ in s.app_environment}, "env",
+           "must not set a variable the platform sets (RAILS_ENV, RACK_ENV, LANG)")
+    links = s.linked_dirs + s.linked_files
+    for key in ("linked_dirs", "linked_files"):
+        _check(all(_LINK_RE.fullmatch(p) for p in getattr(s, key)), key,
+               f"must be relative paths inside the release without '.' or '..' parts, got {getattr(s, key)!r}")
+    for i, path in enumerate(links):
+        for other in links[i + 1:] + _RESERVED_LINKS:
+            _check(not (path == other or path.startswith(other + "/") or other.startswith(path + "/")),
+                   "linked_dirs", f"{path!r} overlaps {other!r}")
     _check(all(_PACKAGE_RE.fullmatch(p) and _UNIX_NAME_RE.fullmatch(c) for p, c in s.packages), "packages",
            "must be (Debian package, command) pairs")
 
@@ -273,6 +308,24 @@ def _file_block(content: str) -> str:
 
 
 # ---------------------------------------------------------------------------- config files
+
+
+def _env_quote(value: str) -> str:
+    """A double-quoted value as systemd's EnvironmentFile reads it (and load_app_environment)."""
+    return '"' + re.sub(r'(["\\`$])', r"\\\1", value) + '"'
+
+
+def render_environment_file(variables: Any) -> str:
+    """puma's environment file: plain and secret variables, one `NAME="value"` a line, sorted.
+
+    Called inside an apply on secret values: the text is a secret and travels on stdin only."""
+    lines = [ENV_FILE_HEADER]
+    for name, value in sorted(variables):
+        if not _ENV_NAME_RE.fullmatch(name) or set(value) & {"\n", "\r", "\0"}:
+            raise ConfigError(f"app_server.env.{name if _ENV_NAME_RE.fullmatch(name) else '?'}",
+                              "must be a variable name with a value without newlines or NUL")
+        lines.append(f"{name}={_env_quote(value)}")
+    return "\n".join(lines) + "\n"
 
 
 def render_puma_config(spec: AppServerSpec) -> str:
@@ -326,6 +379,12 @@ def layout_step(spec: AppServerSpec) -> Step:
     return Step(name="layout", create=_script("layout.sh.j2", spec))
 
 
+def app_env_step(spec: AppServerSpec) -> Step:
+    """The environment file from stdin (it holds secrets); re-run, through a secret hash, when it changes."""
+    return Step(name="app-env", create=_script("app_env.sh.j2", spec, header=ENV_FILE_HEADER),
+                stdin=APP_ENV_SECRET, secret_triggers=(APP_ENV_SECRET,), secret_output=True)
+
+
 def ruby_step(spec: AppServerSpec) -> Step:
     packages = list(spec.packages)
     if spec.bundle_local:
@@ -374,8 +433,11 @@ def release_publish_step(spec: AppServerSpec) -> Step:
     """
     if spec.sha is None:
         raise ValueError("release_publish_step needs spec.sha")
+    # The environment's hash is a secret trigger (added by the component): a changed variable restarts
+    # puma through the drained publish, with no new release.
     return Step(name=PUBLISH_STEP, create=_script("release_publish.sh.j2", spec),
-                triggers=(spec.sha, content_hash(render_puma_config(spec)), content_hash(render_puma_unit(spec))))
+                triggers=(spec.sha, content_hash(render_puma_config(spec)), content_hash(render_puma_unit(spec))),
+                secret_triggers=(APP_ENV_SECRET,))
 
 
 def app_server_steps(spec: AppServerSpec) -> list[Step]:
@@ -383,7 +445,7 @@ def app_server_steps(spec: AppServerSpec) -> list[Step]:
     steps = [deploy_user_step(spec)]
     if spec.git_host is not None:  # a local repository (test hosts) needs no key
         steps.append(git_ssh_step(spec))
-    steps += [layout_step(spec), ruby_step(spec), puma_config_step(spec), puma_unit_step(spec),
+    steps += [layout_step(spec), app_env_step(spec), ruby_step(spec), puma_config_step(spec), puma_unit_step(spec),
               nginx_site_step(spec)]
     if spec.datadog_enabled:
         steps.append(datadog_step(spec))
@@ -413,10 +475,12 @@ def spec_from_settings(settings: Any, app_name: str, sha: str | None, **override
         "puma_threads_min": app.puma_threads, "puma_threads_max": app.puma_threads,
         "ruby_source": settings.ruby.source, "bundle_local": settings.ruby.bundle_local,
         "datadog_enabled": settings.datadog.enabled, "datadog_conf_dir": settings.datadog.conf_dir,
+        "linked_dirs": app.linked_dirs, "linked_files": app.linked_files, "env": app.env,
     }
     values.update(overrides)
     return AppServerSpec(**values)
 
 
 __all__ = ["AppServerSpec", "app_server_steps", "spec_from_settings", "PUBLISH_STEP", "DEPLOY_KEY_SECRET",
+           "APP_ENV_SECRET", "render_environment_file",
            "STEP_ORDER"]

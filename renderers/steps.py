@@ -22,6 +22,9 @@ class Step:
     component adds the instance id, so a new instance re-runs every step."""
     stdin: str | None = None
     """Name of a secret the component feeds on stdin (e.g. "deploy_key"), never in the text."""
+    secret_triggers: tuple[str, ...] = ()
+    """Names of secrets (as `stdin`) whose keyed hash the component adds to the triggers: a change
+    of the secret re-runs the step, and the trigger tells nothing about the value."""
     secret_output: bool = False
     """True when stdout/stderr could carry a secret: the component marks them secret."""
     delete_before_replace: bool = False

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from renderers.app_server import AppServerSpec, app_server_steps
+from renderers.app_server import AppServerSpec, app_server_steps, render_environment_file
 from renderers.steps import Step
 
 HOST_TOOLS = ("bash", "git", "ruby", "bundle", "puma", "nginx", "curl", "runuser", "setsid", "flock", "useradd")
@@ -120,9 +120,13 @@ class Host:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=script_env(),
                                 start_new_session=True)
 
+    def env_file(self, secrets: tuple[tuple[str, str], ...] = ()) -> str:
+        """What the component feeds the app-env step: plain and secret variables."""
+        return render_environment_file(self.spec.env + secrets)
+
     def provision(self) -> None:
-        for name in ("deploy-user", "layout", "ruby", "puma-config", "puma-unit", "nginx-site"):
-            result = self.run(name)
+        for name in ("deploy-user", "layout", "app-env", "ruby", "puma-config", "puma-unit", "nginx-site"):
+            result = self.run(name, stdin=self.env_file() if name == "app-env" else None)
             assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
 
     def deploy(self, sha: str) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:

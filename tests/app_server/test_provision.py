@@ -18,7 +18,7 @@ from .helpers import destroy_host, make_host
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 
-PROVISION = ("deploy-user", "layout", "ruby", "puma-config", "puma-unit", "nginx-site", "datadog")
+PROVISION = ("deploy-user", "layout", "app-env", "ruby", "puma-config", "puma-unit", "nginx-site", "datadog")
 
 
 @pytest.fixture
@@ -42,6 +42,8 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def run_ok(host, name: str, **kwargs) -> str:
+    if name == "app-env":
+        kwargs.setdefault("stdin", host.env_file())   # what the component feeds it
     result = host.run(name, **kwargs)
     assert result.returncode == 0, f"{name}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
@@ -68,6 +70,7 @@ def test_provisioning_converges_and_a_second_run_changes_nothing(bare_host):
         assert mode_owner(app_dir / "shared" / sub) == ("0o755", user, user), sub
     assert mode_owner(app_dir / "shared" / "tmp" / "sockets") == ("0o750", user, user)
     assert mode_owner(Path(host.spec.puma_config_path)) == ("0o644", "root", "root")
+    assert mode_owner(Path(host.spec.environment_file)) == ("0o600", "root", "root")
     assert Path(host.spec.unit_path).read_text().startswith("# puma for ecom-platform")
     assert os.readlink(host.spec.nginx_enabled_path) == host.spec.nginx_site_path
     conf = yaml.safe_load(Path(host.spec.datadog_conf_path).read_text())
@@ -81,7 +84,7 @@ def test_provisioning_converges_and_a_second_run_changes_nothing(bare_host):
         | snapshot(host.base / "datadog")
     assert after == before
     assert "created" not in second["deploy-user"]
-    for name in ("puma-config", "puma-unit", "nginx-site", "datadog"):
+    for name in ("app-env", "puma-config", "puma-unit", "nginx-site", "datadog"):
         assert "unchanged" in second[name], second[name]
     assert "reloaded" not in second["nginx-site"]
 

@@ -2,6 +2,7 @@
 with real puma behind a real nginx on loopback (see helpers.py for what differs from a host)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -272,3 +273,97 @@ def test_the_docs_app_deploys_too(docs_host, origin):
     build, _ = docs_host.deploy(shas["docs-change"])
     assert "assets:precompile skipped" in ok(build)
     assert "Delivery times" in docs_host.get("/")[1]
+
+
+def test_linked_dirs_and_files_are_settings(deploy_account, origin):
+    made = make_host(deploy_account, origin, linked_dirs=("log", "tmp/pids", "tmp/sockets", "tmp/cache", "storage"),
+                     linked_files=("config/master.key",))
+    try:
+        made.provision()                       # layout makes shared/storage and shared/config for them
+        shared = Path(made.spec.shared_dir)
+        assert (shared / "storage").is_dir() and (shared / "storage").stat().st_uid == deploy_account.uid
+        made.with_sha(origin["shas"]["ecom-platform"]["v1"])
+        build = made.run("release-build")      # the linked file is the operator's to put there first
+        assert build.returncode != 0
+        assert f"linked file {shared}/config/master.key does not exist" in build.stderr
+        assert made.releases() == []
+        subprocess.run(["runuser", "-u", deploy_account.user, "--", "sh", "-c",
+                        f"echo k > {shared}/config/master.key"], check=True)
+        made.deploy(origin["shas"]["ecom-platform"]["v1"])
+        release = made.app_dir / "releases" / made.current()
+        assert os.readlink(release / "config" / "master.key") == f"{shared}/config/master.key"
+        assert os.readlink(release / "storage") == f"{shared}/storage"
+        assert (release / "public" / "assets").resolve() == shared / "assets"   # always, whatever the setting
+        assert made.get("/health")[0] == 200
+    finally:
+        destroy_host(made)
+
+
+def stylesheet_history(origin: dict, base: Path, owner: str, count: int) -> tuple[str, list[str]]:
+    """A copy of ecom-platform's origin with `count` more commits, each changing the stylesheet
+    (the shared origin has only two stylesheets); returns its URL and the new shas, oldest first.
+    Made by the deploy user, who owns the origin (git serves only its owner's repositories)."""
+    home = base / "assets-origin"
+    home.mkdir()
+    subprocess.run(["chown", f"{owner}:", str(home)], check=True)
+    repo, work = home / "origin.git", home / "work"
+    env = ["PATH=/usr/bin:/bin", f"HOME={home}", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
+           "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t.invalid", "GIT_COMMITTER_NAME=t",
+           "GIT_COMMITTER_EMAIL=t@t.invalid"]
+
+    def git(*args: str, cwd: Path = home, extra: tuple[str, ...] = ()) -> str:
+        done = subprocess.run(["runuser", "-u", owner, "--", "env", "-i", f"--chdir={cwd}", *env, *extra, "git",
+                               *args],
+                              check=False, capture_output=True, text=True)
+        assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
+        return done.stdout.strip()
+
+    git("clone", "--quiet", "--bare", f"{origin['dir']}/ecom-platform.git", str(repo))
+    git("clone", "--quiet", "--branch", "main", str(repo), str(work))
+    git("reset", "--quiet", "--hard", "config-change", cwd=work)     # main ends with commits that do not build
+    shas = []
+    css = work / "app" / "assets" / "stylesheets" / "application.css"
+    for i in range(count):
+        text = css.read_text() + f".change-{i} {{ margin: {i + 1}px; }}\n"
+        subprocess.run(["runuser", "-u", owner, "--", "tee", str(css)], input=text, text=True, check=True,
+                       capture_output=True)
+        # One commit an hour: git archive dates files by commit, and sprockets caches a file's digest
+        # by path and mtime (seconds), so two commits in one second would compile the same stylesheet.
+        when = f"@{1800000000 + i * 3600} +0000"
+        git("commit", "--quiet", "--no-verify", "-am", f"stylesheet change {i}", cwd=work,
+            extra=(f"GIT_AUTHOR_DATE={when}", f"GIT_COMMITTER_DATE={when}"))
+        shas.append(git("rev-parse", "HEAD", cwd=work))
+    git("push", "--quiet", "--force", "origin", "main", cwd=work)
+    return f"file://{repo}", shas
+
+
+def test_shared_assets_keep_only_what_the_kept_releases_use(deploy_account, origin):
+    made = make_host(deploy_account, origin, keep_releases=2)
+    try:
+        made.provision()
+        url, shas = stylesheet_history(origin, made.base, deploy_account.user, 5)
+        made.with_sha(shas[0], repo_url=url)
+        stylesheets = []
+        for sha in shas:
+            build, publish = made.deploy(sha)
+            assert "updating: assets:precompile\n" in ok(build)
+            stylesheets.append(stylesheet_of(made.get("/")[1]))
+        assert len(set(stylesheets)) == 5
+        assert "asset file(s) no kept release uses" in ok(publish)
+        kept = made.live_releases()
+        assert len(kept) == 2 and made.current() in kept
+        # Only the two kept releases' stylesheets are left, and nothing their manifests do not name.
+        assert asset_files(made) == set(stylesheets[-2:])
+        listed = set()
+        for manifest in (made.app_dir / "meta").glob("*/.sprockets-manifest-*.json"):
+            names = json.loads(manifest.read_text())["assets"].values()
+            listed |= {manifest.name} | set(names) | {f"{n}.gz" for n in names}
+        on_disk = {str(p.relative_to(Path(made.spec.shared_dir) / "assets"))
+                   for p in (Path(made.spec.shared_dir) / "assets").rglob("*") if not p.is_dir()}
+        assert on_disk and on_disk <= listed
+        for css in stylesheets[-2:]:
+            assert made.get(f"/assets/{css}")[0] == 200
+        # The files are the deploy user's: it removed them, root never touched shared/assets.
+        assert all(p.stat().st_uid == deploy_account.uid for p in (Path(made.spec.shared_dir) / "assets").rglob("*"))
+    finally:
+        destroy_host(made)

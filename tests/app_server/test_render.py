@@ -11,6 +11,7 @@ import yaml
 
 from ecom_infra.errors import ConfigError
 from renderers.app_server import (PUBLISH_STEP, STEP_ORDER, AppServerSpec, app_server_steps, render_bundle_config,
+                                  render_environment_file,
                                   render_datadog_conf, render_nginx_site, render_puma_config, render_puma_unit,
                                   render_ssh_config)
 
@@ -45,7 +46,7 @@ def test_steps_come_in_the_documented_order():
     # A local repository needs no key: no step asks for the secret.
     local = VARIANTS["direct-local-repo"]
     assert "git-ssh" not in names(local)
-    assert all(step.stdin is None for step in app_server_steps(local))
+    assert all(step.stdin != "deploy_key" for step in app_server_steps(local))
     assert PUBLISH_STEP == names(BASE)[-1]
 
 
@@ -53,7 +54,7 @@ def test_deploy_key_travels_on_stdin_only():
     step = next(s for s in app_server_steps(BASE) if s.name == "git-ssh")
     assert step.stdin == "deploy_key"
     assert step.secret_output is True
-    assert [s.name for s in app_server_steps(BASE) if s.stdin] == ["git-ssh"]
+    assert [s.name for s in app_server_steps(BASE) if s.stdin == "deploy_key"] == ["git-ssh"]
 
 
 def test_triggers_are_what_should_rerun_each_step():
@@ -95,6 +96,9 @@ def test_rendering_is_deterministic():
     ({"puma_threads_min": 9}, "app_server.puma_threads_min"),
     ({"ruby_source": "rbenv"}, "app_server.ruby_source"),
     ({"service_manager": "upstart"}, "app_server.service_manager"),
+    ({"linked_dirs": ("/etc",)}, "app_server.linked_dirs"),
+    ({"linked_files": ("a/../../x",)}, "app_server.linked_files"),
+    ({"linked_files": ("public/assets/x",)}, "app_server.linked_dirs"),
 ])
 def test_bad_values_are_refused_with_the_key_named(changes, key):
     with pytest.raises(ConfigError) as caught:
@@ -360,3 +364,26 @@ def test_the_cloud_init_wait_runs(tmp_path, stub_rc, step_rc, said):
     assert ("next-line" in done.stdout) == (step_rc == 0)
     if stub_rc is not None:
         assert "status --wait" in (tmp_path / "calls").read_text()
+
+
+def test_linked_paths_reach_the_layout_and_the_build_quoted():
+    spec = replace(BASE, sha="a" * 40, linked_dirs=("log", "storage"), linked_files=("config/master.key",))
+    steps = {step.name: step.create for step in app_server_steps(spec)}
+    for name in ("layout", "release-build"):
+        assert "LINKED_DIRS=(log storage)" in steps[name] and "LINKED_FILES=(config/master.key)" in steps[name]
+    default = {step.name: step.create for step in app_server_steps(replace(BASE, sha="a" * 40))}
+    assert "LINKED_DIRS=(log tmp/pids tmp/sockets tmp/cache)" in default["release-build"]
+    assert "LINKED_FILES=()" in default["release-build"]
+
+
+def test_the_environment_travels_on_stdin_and_restarts_through_publish():
+    steps = {s.name: s for s in app_server_steps(replace(BASE, env=(("SHOP_NAME", "Demo"),)))}
+    env = steps["app-env"]
+    assert env.stdin == "app_env" and env.secret_output and env.secret_triggers == ("app_env",)
+    assert "Demo" not in env.create                     # the file's content comes on stdin only
+    assert steps["release-publish"].secret_triggers == ("app_env",)
+    assert list(steps).index("app-env") == list(steps).index("layout") + 1
+    text = render_environment_file([("B", 'a"b\\c$d`e'), ("A", "x")])
+    assert text.splitlines()[1:] == ['A="x"', 'B="a\\"b\\\\c\\$d\\`e"']
+    with pytest.raises(ConfigError, match=r"^app_server\.env\.A: "):
+        render_environment_file([("A", "x\ny")])

@@ -93,6 +93,14 @@ BAD_VALUES = [
     ("gitKnownHosts", ["github.com ssh-ed25519 AAAA"], "ecom-infra:gitKnownHosts[0]"),
     ("deploy.colour", "blue", "ecom-infra:deploy.colour"),
     ("apps.1.hostnames", ["shop.example.com"], "ecom-infra:apps"),
+    ("apps.0.linkedDirs", ["/var/log"], "ecom-infra:apps[ecom-platform].linkedDirs[0]"),
+    ("apps.0.linkedDirs", ["log", "../shared"], "ecom-infra:apps[ecom-platform].linkedDirs[1]"),
+    ("apps.0.linkedDirs", ["log", "log/old"], "ecom-infra:apps[ecom-platform].linkedDirs[1]"),
+    ("apps.0.linkedDirs", ["public"], "ecom-infra:apps[ecom-platform].linkedDirs[0]"),     # holds public/assets
+    ("apps.0.linkedDirs", "log", "ecom-infra:apps[ecom-platform].linkedDirs"),
+    ("apps.0.linkedFiles", ["config/master.key\n"], "ecom-infra:apps[ecom-platform].linkedFiles[0]"),
+    ("apps.0.linkedFiles", ["./config/master.key"], "ecom-infra:apps[ecom-platform].linkedFiles[0]"),
+    ("apps.0.linkedFiles", ["log/x.log"], "ecom-infra:apps[ecom-platform].linkedFiles[0]"),   # inside linkedDirs
 ]
 
 
@@ -157,3 +165,12 @@ def test_cli_exits_2_with_one_line(tmp_path):
     assert lines == [lines[0]] and lines[0].startswith("ecom-deploy: error: s3://emami-ci-packages/sha_number.yml:")
     assert "39 characters" in lines[0]
     assert proc.stdout == ""
+
+
+def test_linked_paths_default_to_what_releases_always_linked():
+    app = parse(BASE).apps[0]
+    assert app.linked_dirs == ("log", "tmp/pids", "tmp/sockets", "tmp/cache") and app.linked_files == ()
+    raw = json.loads(json.dumps(BASE))
+    raw["apps"][0].update(linkedDirs=["log", "storage"], linkedFiles=["config/master.key"])
+    app = parse(raw).apps[0]
+    assert app.linked_dirs == ("log", "storage") and app.linked_files == ("config/master.key",)

@@ -78,7 +78,7 @@ def test_adopt_imports_the_existing_bucket_and_writes_its_settings():
     assert bucket["options"]["protect"] and bucket["options"]["retain_on_delete"]
     assert bucket["options"]["ignore_changes"] == ["tags"]
     settings_ = [r for r in plan["resources"] if r["type"].startswith("aws:s3/bucket") and r["type"] != BUCKET]
-    assert len(settings_) == 5 and all(r["options"]["import"] is None for r in settings_)
+    assert len(settings_) == 6 and all(r["options"]["import"] is None for r in settings_)
     # Without the flag nothing is imported.
     plain = run("production", sha_file_text=SHA_FILE).to_dict()
     assert all(r["options"]["import"] is None for r in plain["resources"])
@@ -97,3 +97,36 @@ def test_adopt_is_validated_like_its_neighbours():
                            ({"owner": True, "adopt": "yes"}, "must be true or false")]:
         with pytest.raises(ConfigError, match=r"^ecom-infra:shaBucket\.adopt: " + problem):
             settings.parse({**BASE, "shaBucket": value}, project="ecom-infra", stack="staging", region="us-east-1")
+
+
+# ------------------------------------------------------------------ old versions expire
+
+LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+
+
+def test_old_versions_of_the_sha_file_and_live_record_expire_by_default():
+    plan = run("production", sha_file_text=SHA_FILE).to_dict()
+    [rule_set] = resources_of(plan, LIFECYCLE)
+    rules = rule_set["inputs"]["rules"]
+    # Only our two objects: the bucket may hold CI's other packages.
+    assert [r["filter"]["prefix"] for r in rules] == ["sha_number.yml", "sha_number.live.yml"]
+    assert all(r["status"] == "Enabled" and r["noncurrentVersionExpiration"] ==
+               {"noncurrentDays": 365, "newerNoncurrentVersions": 100} for r in rules)
+    # A reader stack owns no bucket, so no rule either.
+    assert not resources_of(run("staging", sha_file_text=SHA_FILE).to_dict(), LIFECYCLE)
+
+
+def test_the_expiry_age_and_count_are_settings():
+    override = {"ecom-infra:shaBucket": json.dumps({"owner": True, "noncurrentDays": 30, "noncurrentKept": 0})}
+    plan = run("production", override, sha_file_text=SHA_FILE).to_dict()
+    [rule_set] = resources_of(plan, LIFECYCLE)
+    # kept 0: age alone (S3 refuses NewerNoncurrentVersions 0).
+    assert [r["noncurrentVersionExpiration"] for r in rule_set["inputs"]["rules"]] == [{"noncurrentDays": 30}] * 2
+
+
+@pytest.mark.parametrize("value,problem", [({"noncurrentDays": 0}, r"noncurrentDays: must be an integer from 1 "),
+                                           ({"noncurrentKept": 101}, r"noncurrentKept: must be an integer from 0 to 100"),
+                                           ({"noncurrentKept": "many"}, r"noncurrentKept: must be an integer")])
+def test_the_expiry_settings_are_validated(value, problem):
+    with pytest.raises(ConfigError, match=r"^ecom-infra:shaBucket\." + problem):
+        settings.parse({**BASE, "shaBucket": value}, project="ecom-infra", stack="staging", region="us-east-1")

@@ -159,7 +159,7 @@ def test_the_bucket_settings_are_applied_one_after_the_other(plans):
     # S3 answers parallel changes to one bucket's settings with OperationAborted.
     plan = plans("production")
     names = ["sha-bucket", "sha-bucket-public-access", "sha-bucket-ownership", "sha-bucket-versioning",
-             "sha-bucket-encryption", "sha-bucket-tls-only"]
+             "sha-bucket-encryption", "sha-bucket-tls-only", "sha-bucket-lifecycle"]
     urn = {r["name"]: r["urn"] for r in plan["resources"] if r["name"] in names and r["custom"]}
     for before, after in zip(names, names[1:]):
         [setting] = [r for r in plan["resources"] if r["urn"] == urn[after]]

@@ -366,6 +366,31 @@ def test_history_lists_when_who_and_what_it_replaced(cli, project, bucket, s3):
     assert len(limited.out.splitlines()) == 2
 
 
+def test_history_limit_stops_reading_versions_early(cli, project, bucket, s3, monkeypatch):
+    # 30 versions; `--limit 2` must list and read a handful, not the whole history (S3 lists up
+    # to 1000 versions per page by default, and a long-lived sha file has thousands).
+    for n in range(30):
+        s3.put_object(Bucket=bucket, Key=KEY, Body=shafile.dump(
+            {"staging": {"ecom-platform": SHA[1 + n % 9], "ecom-docs": SHA[5]}}).encode())
+    listed: list[int] = []
+    fetched: list[str] = []
+    make_client = release_cli.release.s3_client
+
+    def counting_client(*args, **kwargs):
+        client = make_client(*args, **kwargs)
+        client.meta.events.register("after-call.s3.ListObjectVersions",
+                                    lambda parsed, **_: listed.append(len(parsed.get("Versions", []))))
+        client.meta.events.register("provide-client-params.s3.GetObject",
+                                    lambda params, **_: fetched.append(params.get("VersionId", "")))
+        return client
+
+    monkeypatch.setattr(release_cli.release, "s3_client", counting_client)
+    result = cli("history", "--env", "staging", "--app", "ecom-platform", "--limit", "2")
+    assert result.code == 0 and len(result.out.splitlines()) == 3
+    assert sum(listed) <= 3 and len(listed) == 1, listed       # one short page: 2 rows + the version before
+    assert len([v for v in fetched if v]) == 3, fetched
+
+
 def test_history_of_an_entry_never_set(cli, project, bucket, s3):
     stage(cli, "staging", "ecom-platform", SHA[1])
     result = cli("history", "--env", "production", "--app", "ecom-docs")
