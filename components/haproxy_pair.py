@@ -2,9 +2,12 @@
 
 AWS side: the two hosts (in different subnets/AZs when there are several), an IAM role
 whose only rights are associating *this* Elastic IP with *these* two instances (plus the
-Describe call the takeover script needs), the EIP and its initial association to the
-intended master. keepalived moves the association later; Pulumi ignores that drift
-(`ignore_changes`) so a `pulumi up` never yanks the EIP back from a healthy backup.
+Describe call the takeover script needs) and the EIP. keepalived alone owns the EIP's
+association: there is no `aws.ec2.EipAssociation` (after a failover AWS gives the association a
+new id, `pulumi refresh` drops the resource and the next `up` would re-create it on haproxy-a,
+taking the EIP from the current master; `ignore_changes` does not prevent that). On first boot
+the intended master wins the election and its notify_master associates the EIP; its
+`keepalived-eip-held` step waits for that before the peer's keepalived starts.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from .host import Ec2Host, HostArgs
 from .remote_steps import run_steps
 
 NODE_NAMES = ("haproxy-a", "haproxy-b")   # haproxy-a is the intended (initial) master
-KEEPALIVED_STEPS = ("keepalived-notify-master", "keepalived-config")
+KEEPALIVED_STEPS = ("keepalived-notify-master", "keepalived-config", "keepalived-eip-held")
 
 
 class HaproxyPair(pulumi.ComponentResource):
@@ -58,10 +61,6 @@ class HaproxyPair(pulumi.ComponentResource):
         # The public address behind DNS: losing it is an outage, so it is protected.
         self.eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags={"Role": "haproxy-vip"},
                                opts=pulumi.ResourceOptions(parent=self, protect=True))
-        self.association = aws.ec2.EipAssociation(
-            f"{name}-eip-master", allocation_id=self.eip.allocation_id, instance_id=self.master.instance_id,
-            allow_reassociation=True,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["instanceId"]))
         self.move_eip = aws.iam.RolePolicy(f"{name}-move-eip", role=self.role.id,
                            policy=pulumi.Output.all(self.eip.arn, self.master.instance.arn,
                                                     self.backup.instance.arn).apply(

@@ -9,6 +9,7 @@ What runs on a node, in order (`haproxy_node_steps`):
   haproxy-config           haproxy.cfg: validate beside the live file, swap, reload on change
   keepalived-notify-master the script that moves the Elastic IP to this node
   keepalived-config        keepalived.conf: validate (`keepalived -t`), swap, reload on change
+  keepalived-eip-held      (intended master only) wait until an instance holds the Elastic IP
 Rolling restarts add `drain_step` / `ready_step` around each app server's restart.
 
 Paths and service commands live in `HaproxyLayout` / `KeepalivedLayout` so tests can point the
@@ -393,6 +394,13 @@ def render_keepalived_install(node: HaproxyNodeSpec,
                   password_placeholder=PASSWORD_PLACEHOLDER)
 
 
+def render_eip_held_script(layout: KeepalivedLayout = KeepalivedLayout(), timeout_s: int = 60) -> str:
+    """Script that waits (bounded) until keepalived's notify_master has associated the EIP."""
+    layout.validate()
+    _check_count(timeout_s, "timeout_s", 1, 3600)
+    return render("haproxy/eip_held.sh.j2", layout=layout, timeout_s=timeout_s)
+
+
 # --------------------------------------------------------------------------- steps
 
 def haproxy_node_steps(node: HaproxyNodeSpec, backends: tuple[Backend, ...] | list[Backend], *,
@@ -423,6 +431,10 @@ def haproxy_node_steps(node: HaproxyNodeSpec, backends: tuple[Backend, ...] | li
                       triggers=(content_hash(conf),),
                       stdin=VRRP_PASSWORD_SECRET if node.vrrp_auth else None,
                       secret_output=node.vrrp_auth))
+    if node.is_master:
+        # Runs again whenever keepalived's config or the takeover script changes.
+        steps.append(Step(name="keepalived-eip-held", create=render_eip_held_script(keepalived),
+                          triggers=(content_hash(conf), content_hash(notify))))
     return steps
 
 

@@ -102,6 +102,19 @@ def test_haproxy_nodes_are_configured_one_after_the_other(staging):
     assert depends(plan, "haproxy-b-haproxy-packages", "haproxy-a-keepalived-config")
 
 
+def test_the_peer_starts_keepalived_only_once_the_intended_master_holds_the_eip(staging):
+    # No Pulumi association: the first master's notify_master claims the EIP, and haproxy-a's
+    # keepalived-eip-held waits for it before anything of haproxy-b runs.
+    plan, revealed = staging
+    held = by_name(plan)["haproxy-a-keepalived-eip-held"]
+    assert depends(plan, "haproxy-a-keepalived-eip-held", "haproxy-a-keepalived-config")
+    assert depends(plan, "haproxy-b-haproxy-packages", "haproxy-a-keepalived-eip-held")
+    assert "haproxy-b-keepalived-eip-held" not in by_name(plan)
+    eip = next(r for r in plan["resources"] if r["type"] == "aws:ec2/eip:Eip")
+    assert eip["urn"] in held["dependencies"] or depends(plan, held["name"], eip["name"])
+    assert "--wait-held" in by_name(revealed)["haproxy-a-keepalived-eip-held"]["inputs"]["create"]
+
+
 def test_rolling_restart_drains_each_server_on_both_nodes_one_at_a_time(staging):
     plan, _ = staging
     for server in ("ecom-platform-1", "ecom-platform-2"):
@@ -148,7 +161,9 @@ def test_keepalived_steps_wait_for_the_iam_policy_that_lets_them_move_the_eip(st
             if r["type"] in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/instanceProfile:InstanceProfile")}
     assert len(urns) == 2
     for node in ("haproxy-a", "haproxy-b"):
-        for step in ("keepalived-notify-master", "keepalived-config"):
+        for step in ("keepalived-notify-master", "keepalived-config", "keepalived-eip-held"):
+            if f"{node}-{step}" not in by_name(plan):
+                continue        # eip-held: the intended master only
             deps = by_name(plan)[f"{node}-{step}"]["dependencies"]
             assert set(urns.values()) <= set(deps), (node, step)
     # Steps that do not call AWS do not wait for IAM.
