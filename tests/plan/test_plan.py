@@ -137,7 +137,9 @@ def test_security_groups_are_least_privilege(plans):
     app_http = [rule for rule in app if rule["fromPort"] == 80]
     assert len(app_http) == 1 and not app_http[0].get("cidrBlocks") and len(app_http[0]["securityGroups"]) == 1
     assert [rule["cidrBlocks"] for rule in app if rule["fromPort"] == 22] == [["203.0.113.0/24"]]
-    assert {rule["fromPort"] for rule in app} == {80, 22}
+    assert {rule["fromPort"] for rule in app} == {80, 22, 8099}
+    [agent] = [rule for rule in app if rule["fromPort"] == 8099]    # the HAProxy agent-check, from HAProxy only
+    assert agent["toPort"] == 8099 and not agent.get("cidrBlocks") and agent["securityGroups"] == app_http[0]["securityGroups"]
 
 
 def test_only_the_owner_stack_declares_the_bucket(plans):

@@ -72,7 +72,7 @@ def test_every_step_is_triggered_by_its_instance_and_releases_by_sha(staging):
     resources = by_name(plan)
     assert SHA_A in resources["ecom-platform-1-release-build"]["inputs"]["triggers"]
     assert SHA_B in resources["ecom-docs-1-release-publish"]["inputs"]["triggers"]
-    assert SHA_A in resources["haproxy-a-haproxy-drain-ecom-platform-ecom-platform-2"]["inputs"]["triggers"]
+    assert SHA_A in resources["ecom-platform-2-release-publish"]["inputs"]["triggers"]
 
 
 def test_every_command_pins_the_host_key_of_its_host(staging):
@@ -115,19 +115,29 @@ def test_the_peer_starts_keepalived_only_once_the_intended_master_holds_the_eip(
     assert "--wait-held" in by_name(revealed)["haproxy-a-keepalived-eip-held"]["inputs"]["create"]
 
 
-def test_rolling_restart_drains_each_server_on_both_nodes_one_at_a_time(staging):
-    plan, _ = staging
-    for server in ("ecom-platform-1", "ecom-platform-2"):
-        drain_a, drain_b = (f"haproxy-{n}-haproxy-drain-ecom-platform-{server}" for n in "ab")
-        ready_a, ready_b = (f"haproxy-{n}-haproxy-ready-ecom-platform-{server}" for n in "ab")
+def test_rolling_restart_is_one_server_at_a_time_and_runs_no_step_on_haproxy_after_a_publish(staging):
+    # The engine starts no step after a failure: a `ready` step after a failed publish would never run. The drain
+    # lives on the app server (its agent, the publish holds the lock), so nothing depends on a publish but the
+    # next server's publish.
+    plan, revealed = staging
+    names = [r["name"] for r in resources_of(plan, COMMAND)]
+    assert not [n for n in names if "-haproxy-drain-" in n or "-haproxy-ready-" in n]
+    for server in ("ecom-platform-1", "ecom-platform-2", "ecom-docs-1"):
         publish = f"{server}-release-publish"
-        assert depends(plan, drain_b, drain_a) and depends(plan, publish, drain_b)
-        assert depends(plan, drain_a, f"{server}-release-build")     # the old release serves while it builds
-        assert depends(plan, ready_a, publish) and depends(plan, ready_b, ready_a)
-    assert depends(plan, "haproxy-a-haproxy-drain-ecom-platform-ecom-platform-2",
-                   "haproxy-b-haproxy-ready-ecom-platform-ecom-platform-1")
+        assert depends(plan, publish, f"{server}-haproxy-agent") and depends(plan, publish, f"{server}-release-build")
+        for node in ("haproxy-a", "haproxy-b"):      # HAProxy knows the agent before anything is drained
+            assert depends(plan, publish, f"{node}-haproxy-config")
+        script = by_name(revealed)[publish]["inputs"]["create"]
+        assert "flock 8" in script and '/bin/bash -c "$script" 8>&-' in script
+        dependents = [r["name"] for r in resources_of(plan, COMMAND) if depends(plan, r["name"], publish)
+                      and r["name"] != publish]
+        assert dependents == (["ecom-platform-2-release-publish"] if server == "ecom-platform-1" else [])
     # Builds are not serialised: server 2 builds while server 1 is still being published.
     assert not depends(plan, "ecom-platform-2-release-build", "ecom-platform-1-release-publish")
+    config = by_name(revealed)["haproxy-a-haproxy-config"]["inputs"]["create"]
+    for name, host in revealed["hosts"].items():
+        if host["role"] == "app":
+            assert f"server {name} {host['privateIp']}:80 check agent-check agent-port 8099 agent-inter 1000ms" in config
 
 
 def test_haproxy_backends_list_every_app_server(staging):
