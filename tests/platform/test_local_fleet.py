@@ -39,6 +39,22 @@ def answers(host: str) -> bool:
         return False
 
 
+def haproxy_status(node: str, server: str, app: str = "ecom-platform") -> str:
+    """The server's status on a HAProxy node (UP, DOWN, DRAIN, MAINT...; "DRAIN (agent)" reads DRAIN)."""
+    stats = on_host(node, "echo 'show stat' | socat stdio /run/haproxy/admin.sock")
+    row = next(line.split(",") for line in stats.splitlines() if line.startswith(f"{app},{server},"))
+    return row[17].split(" ")[0]
+
+
+def ready_on_both_nodes(server: str, timeout: float = 5) -> None:
+    """Wait (bounded) until both HAProxy nodes send `server` traffic again (UP, not drained)."""
+    deadline = time.monotonic() + timeout
+    while (seen := {n: haproxy_status(n, server) for n in ("haproxy-a", "haproxy-b")}) != {"haproxy-a": "UP",
+                                                                                          "haproxy-b": "UP"}:
+        assert time.monotonic() < deadline, f"{server} is not ready on both HAProxy nodes: {seen}"
+        time.sleep(0.2)
+
+
 def releases_on(host: str, app: str = "ecom-platform") -> tuple[list[str], str]:
     """(release dirs on disk, the one `current` points at) on a host."""
     names = on_host(host, f"ls /srv/www/{app}/releases").split()
@@ -163,6 +179,8 @@ def test_a_release_that_does_not_boot_fails_and_the_old_one_keeps_serving():
     # (the tail is 20 lines, so which section header survives depends on how much the app logged).
     assert [line for line in said.splitlines() if line.startswith(" " * 8) and line.strip()]
     assert "version code-change" in get(SHOP)[1]
+    # Issue 10 item 11: no `ready` step runs after the failed publish, yet the server is not left drained.
+    ready_on_both_nodes("ecom-platform-1")
     stage("ecom-platform", "code-change")      # back to a good release for the tests after this one
     local("up")
     assert "version code-change" in get(SHOP)[1]
@@ -210,6 +228,42 @@ def test_a_deploy_killed_during_precompile_leaves_the_old_release_serving_and_th
     assert "version r1" in get(SHOP)[1]
     out = step_output("ecom-platform-1-release-build")
     assert "removed unfinished release" in out
+
+
+# On an app server: once the publish has switched `current`, SIGKILL the drained publish (the wrapper and
+# everything in its session, sudo's included): no trap, no cleanup, as on a crash or a lost connection.
+KILL_DEPLOY_IN_PUBLISH = r"""
+before=$(readlink /srv/www/ecom-platform/current)
+for _ in $(seq 1200); do
+  if [ "$(readlink /srv/www/ecom-platform/current)" != "$before" ]; then
+    for pid in $(pgrep -f 'ECOM_DRAINED_STE[P]'); do
+      session=$(ps -o sid= -p "$pid" | tr -d ' ')
+      if [ -n "$session" ]; then pkill -KILL -s "$session" || true; fi
+    done
+    exit 0
+  fi
+  sleep 0.05
+done
+exit 1
+"""
+
+
+def test_a_publish_killed_while_drained_leaves_the_server_ready_and_the_next_run_converges():
+    stage("ecom-platform", "r2")
+    killed: list[str] = []
+    killer = threading.Thread(target=lambda: killed.append(on_host("ecom-platform-1", KILL_DEPLOY_IN_PUBLISH)),
+                              daemon=True)
+    killer.start()
+    failed = local("up", check=False)
+    killer.join(timeout=120)
+    assert killed == [""], "the publish was never seen switching"
+    assert failed.returncode != 0 and "ecom-platform-1-release-publish" in failed.stdout + failed.stderr
+    ready_on_both_nodes("ecom-platform-1")      # before any other run: the lock died with the publish
+    assert get(SHOP)[0] == 200
+    local("up")
+    assert "version r2" in get(SHOP)[1]
+    for server in ("ecom-platform-1", "ecom-platform-2"):
+        ready_on_both_nodes(server)
 
 
 def test_six_more_releases_keep_exactly_five_live_ones():
