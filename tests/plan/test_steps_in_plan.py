@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from components.remote_steps import as_root
+from components.remote_steps import as_root, check_secret_script
 from ecom_infra import plan as offline_plan
 
 from ..conftest import SHA_A, SHA_B, SHA_FILE, resources_of
@@ -189,3 +189,37 @@ def test_the_bucket_settings_are_applied_one_after_the_other(plans):
     for before, after in zip(names, names[1:]):
         [setting] = [r for r in plan["resources"] if r["urn"] == urn[after]]
         assert urn[before] in setting["dependencies"], (before, after)
+
+
+# --------------------------------------------------------------------------- secret steps (issue 10 item 9)
+
+def _secret_steps(revealed: dict) -> list[dict]:
+    return [r for r in resources_of(revealed, COMMAND) if r["inputs"].get("stdin") is not None]
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_every_rendered_secret_step_passes_the_secret_lint(stack):
+    # pulumi-command puts a failed step's command text and whole output in its error, whatever `logging` says.
+    pem = "-----BEGIN CERTIFICATE-----\nTLS-PLACEHOLDER-CERT\n-----END CERTIFICATE-----\n"
+    revealed = offline_plan.run(stack, sha_file_text=SHA_FILE, secrets={"ecom-infra:tlsCertificate": pem}).to_dict(
+        reveal_secrets=True)
+    steps = _secret_steps(revealed)
+    assert {"git-ssh", "haproxy-tls-cert"} <= {kind for r in steps for kind in ("git-ssh", "haproxy-tls-cert")
+                                                if r["name"].endswith(kind)}
+    for r in steps:
+        check_secret_script(r["name"], r["inputs"]["create"])
+        assert r["inputs"]["stdin"] not in r["inputs"]["create"]
+        assert r["inputs"]["logging"] == "none"
+
+
+@pytest.mark.parametrize("line", ["set -x", "set -euxo pipefail", "set -o xtrace", "bash -x ./install.sh",
+                                  "BASH_XTRACEFD=2", "cat", "tee /tmp/copy |"])
+def test_a_secret_step_that_could_print_its_secret_is_refused_when_the_program_runs(line):
+    # E.g. `set -x` added to a shared prelude: every secret step would print what it read from stdin.
+    from components.remote_steps import run_steps
+    from renderers.steps import Step
+
+    with pytest.raises(ValueError, match=r"^step git-ssh: line 2 (turns on xtrace|copies stdin to the output)"):
+        run_steps("h", [Step("git-ssh", f"#!/bin/bash\n{line}\nIFS= read -r key\n", stdin="deploy_key")], {},
+                  "i-0", parent=None, secrets={"deploy_key": "k"})
+    check_secret_script("plain", "#!/bin/bash\nset -euo pipefail\nset +x\n# set -x would leak\ncat >\"$f\"\n")
