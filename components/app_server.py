@@ -7,12 +7,15 @@ last step (`release-publish`: switch, restart, health check) is created separate
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pulumi
 import pulumi_command as command
 
 from ecom_infra.settings import App, Settings
 from renderers.app_server import (APP_ENV_SECRET, DEPLOY_KEY_SECRET, PUBLISH_STEP, app_server_steps,
                                   render_environment_file, spec_from_settings)
+from renderers.steps import Step
 from .host import Ec2Host, HostArgs
 from .remote_steps import TRIGGER_KEY, run_steps, secret_hash
 
@@ -47,10 +50,13 @@ class AppServer(pulumi.ComponentResource):
         return (*self._publish.triggers,
                 *(secret_hash(self._secrets, self._publish, name) for name in self._publish.secret_triggers))
 
-    def publish(self, depends_on: list[pulumi.Resource]) -> command.remote.Command | None:
-        """Create the switch-and-restart step after `depends_on` (the drains); None without a release."""
+    def publish(self, depends_on: list[pulumi.Resource],
+                wrap: Callable[[Step], Step] | None = None) -> command.remote.Command | None:
+        """Create the switch-and-restart step after `depends_on`, its script wrapped by `wrap` (the
+        load balancers' drain around it); None without a release."""
         if self._publish is None:
             return None
-        [cmd] = run_steps(self.server_name, [self._publish], self.host.connection, self.host.instance_id,
+        step = wrap(self._publish) if wrap else self._publish
+        [cmd] = run_steps(self.server_name, [step], self.host.connection, self.host.instance_id,
                           parent=self, secrets=self._secrets, depends_on=[self.commands[-1], *depends_on])
         return cmd

@@ -2,9 +2,12 @@
 
 AWS side: the two hosts (in different subnets/AZs when there are several), an IAM role
 whose only rights are associating *this* Elastic IP with *these* two instances (plus the
-Describe call the takeover script needs), the EIP and its initial association to the
-intended master. keepalived moves the association later; Pulumi ignores that drift
-(`ignore_changes`) so a `pulumi up` never yanks the EIP back from a healthy backup.
+Describe call the takeover script needs) and the EIP. keepalived alone owns the EIP's
+association: there is no `aws.ec2.EipAssociation` (after a failover AWS gives the association a
+new id, `pulumi refresh` drops the resource and the next `up` would re-create it on haproxy-a,
+taking the EIP from the current master; `ignore_changes` does not prevent that). On first boot
+the intended master wins the election and its notify_master associates the EIP; its
+`keepalived-eip-held` step waits for that before the peer's keepalived starts.
 """
 from __future__ import annotations
 
@@ -15,15 +18,17 @@ import pulumi
 import pulumi_aws as aws
 
 from ecom_infra.settings import Settings
-from renderers.haproxy import (TLS_PEM_SECRET, Backend, BackendServer, HaproxyNodeSpec, HealthCheck, drain_step,
-                               haproxy_node_steps, ready_step)
+from renderers.haproxy import (AGENT_PORT, TLS_PEM_SECRET, Backend, BackendServer, HaproxyNodeSpec, HealthCheck,
+                               agent_step, drained, haproxy_node_steps)
 from renderers.steps import Step
 from .app_server import AppServer
 from .host import Ec2Host, HostArgs
 from .remote_steps import run_steps
 
 NODE_NAMES = ("haproxy-a", "haproxy-b")   # haproxy-a is the intended (initial) master
-KEEPALIVED_STEPS = ("keepalived-notify-master", "keepalived-config")
+# HAProxy's checks of the app servers (also how long a publish stays drained after its restart).
+APP_HEALTH = HealthCheck(interval_s=2, fall=2, rise=2)
+KEEPALIVED_STEPS = ("keepalived-notify-master", "keepalived-config", "keepalived-eip-held")
 
 
 class HaproxyPair(pulumi.ComponentResource):
@@ -58,10 +63,6 @@ class HaproxyPair(pulumi.ComponentResource):
         # The public address behind DNS: losing it is an outage, so it is protected.
         self.eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags={"Role": "haproxy-vip"},
                                opts=pulumi.ResourceOptions(parent=self, protect=True))
-        self.association = aws.ec2.EipAssociation(
-            f"{name}-eip-master", allocation_id=self.eip.allocation_id, instance_id=self.master.instance_id,
-            allow_reassociation=True,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["instanceId"]))
         self.move_eip = aws.iam.RolePolicy(f"{name}-move-eip", role=self.role.id,
                            policy=pulumi.Output.all(self.eip.arn, self.master.instance.arn,
                                                     self.backup.instance.arn).apply(
@@ -103,35 +104,28 @@ class HaproxyPair(pulumi.ComponentResource):
                                eip_allocation_id=allocation, region=s.region, aws_endpoint_url=s.aws_endpoint,
                                tls_cert=s.has_tls_certificate, check_interval_s=s.haproxy.check_interval)
         return haproxy_node_steps(node, backends(s, dict(servers)), default_app=s.apps[0].name,
-                                  health=HealthCheck(interval_s=2, fall=2, rise=2))
+                                  health=APP_HEALTH)
 
     def rolling_publish(self) -> None:
-        """Restart app servers one at a time per app, each drained on both nodes around it.
+        """Restart app servers one at a time per app, each drained on both nodes around its restart.
 
-        drain(a) -> drain(b) -> publish(server) -> ready(a) -> ready(b) -> next server. The
-        drains run after the server's build, so the old release serves while it builds.
+        publish(server 1) -> publish(server 2) -> ... The drain is not a step on the HAProxy nodes
+        (the engine starts no step after a failure, so a `ready` step after a failed publish would
+        never run): each app server runs an agent HAProxy asks at every check, and the publish
+        holds the lock that makes it answer "drain" (`renderers.haproxy.drained`). However the
+        publish ends, the lock dies with it and the server is ready again; HAProxy re-asserts
+        the agent's answer at every check, whatever any trigger says. Builds are not serialised.
         """
         for app in self.settings.apps:
             after: list[pulumi.Resource] = [commands[-1] for commands in self.node_commands]
             for server in [s for s in self.app_servers if s.app.name == app.name]:
+                agent = run_steps(server.server_name, [agent_step()], server.host.connection,
+                                  server.host.instance_id, parent=server, depends_on=[server.commands[-1]])
                 if not server.restart_triggers:      # no release on this server: nothing to restart
                     continue
-                triggers = pulumi.Output.all(server.host.instance_id, *server.restart_triggers).apply(tuple)
-                drains = self._on_both(drain_step(app.name, server.server_name), triggers,
-                                       [server.commands[-1], *after])
-                published = server.publish(depends_on=drains[-1:])
-                after = self._on_both(ready_step(app.name, server.server_name), triggers, [published])[-1:]
-
-    def _on_both(self, step: Step, triggers: pulumi.Output, depends_on: list[pulumi.Resource]) -> list:
-        """Run `step` on node a, then node b (so the two are never changed at the same moment)."""
-        created = []
-        for node in self.nodes:
-            rendered = triggers.apply(lambda t, s=step: [dataclasses.replace(s, triggers=tuple(t))])
-            [cmd] = run_steps(node.host_name, [step], node.connection, node.instance_id, parent=self,
-                              depends_on=depends_on, rendered=rendered)
-            created.append(cmd)
-            depends_on = [cmd]
-        return created
+                published = server.publish(depends_on=[*agent, *after],
+                                           wrap=lambda step: drained(step, APP_HEALTH))
+                after = [published]
 
     def summary(self) -> pulumi.Output[dict]:
         return pulumi.Output.all(self.eip.public_ip, self.eip.allocation_id,
@@ -156,7 +150,7 @@ def backends(settings: Settings, addresses: dict[str, str]) -> list[Backend]:
     """One backend per app with every app server of that app (this replaces the Chef search)."""
     result = []
     for app in settings.apps:
-        members = tuple(BackendServer(name=name, address=addresses[name], port=80)
+        members = tuple(BackendServer(name=name, address=addresses[name], port=80, agent_port=AGENT_PORT)
                         for name in sorted(addresses, key=_server_order) if name.rsplit("-", 1)[0] == app.name)
         result.append(Backend(app=app.name, hostnames=app.hostnames, health_path=app.health_check_path,
                               servers=members))

@@ -2,7 +2,8 @@
 
 - HAProxy nodes: HTTP/HTTPS from anywhere, SSH from the admin CIDRs, VRRP (IP protocol
   112) only from members of the same group (the two nodes).
-- App servers: HTTP only from the HAProxy group, SSH from the admin CIDRs.
+- App servers: HTTP and the HAProxy agent's port only from the HAProxy group, SSH from the
+  admin CIDRs.
 Egress stays open: hosts install packages and the HAProxy nodes call the EC2 API.
 
 Group names: AWS refuses a GroupName that begins with `sg-`, and pulumi-aws would autoname
@@ -16,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ecom_infra.settings import Settings
+from renderers.haproxy import AGENT_PORT
 
 VRRP_PROTOCOL = "112"
 ALL_EGRESS = [{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"],
@@ -51,6 +53,8 @@ class SecurityGroups(pulumi.ComponentResource):
             ingress=[
                 {"protocol": "tcp", "from_port": 80, "to_port": 80, "security_groups": [self.haproxy.id],
                  "description": "HTTP from the HAProxy nodes"},
+                {"protocol": "tcp", "from_port": AGENT_PORT, "to_port": AGENT_PORT,
+                 "security_groups": [self.haproxy.id], "description": "HAProxy agent-check (drain during a publish)"},
                 ssh,
             ],
             egress=ALL_EGRESS, tags={"Role": "app"}, opts=child)

@@ -8,7 +8,11 @@ The one place where a script becomes a `pulumi_command.remote.Command`:
   replaced instance re-runs all of its steps and nothing time-based ever does;
 - a step's secret arrives on stdin, never in the command text, and steps that could
   print one get their stdout/stderr marked secret; a step re-run by a secret's change has
-  a keyed hash of that secret (HMAC, key: another secret) in its triggers.
+  a keyed hash of that secret (HMAC, key: another secret) in its triggers;
+- a step that receives a secret must not be able to print it: on failure pulumi-command puts
+  the command text and its whole output in the error, whatever `logging` says, so such a
+  script may not turn on xtrace (which would print the variable holding it) nor copy stdin
+  to its output (`check_secret_script`, refused when the program is run).
 
 Steps whose text depends on other resources' outputs (a peer's address, an instance id)
 are rendered inside an Output: pass the static `shape` (rendered with placeholder values:
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 
 import pulumi
@@ -26,6 +31,28 @@ import pulumi_command as command
 from renderers.steps import Step
 
 HEREDOC_END = "ECOM_STEP_EOF"
+
+# xtrace in any form: it prints every command with its expanded arguments (a secret read from stdin included).
+_XTRACE = re.compile(r"""(?x)
+    \bset\s+(?:-[A-Za-z]*x|-o\s+xtrace)        # set -x, set -euxo pipefail, set -o xtrace
+  | \bshopt\s+-[a-z]*\s*-o\s+xtrace          # shopt -s -o xtrace
+  | \b(?:ba)?sh\s+(?:-[A-Za-z]*x|-o\s+xtrace)  # bash -x script
+  | \bBASH_XTRACEFD\b | \bSHELLOPTS=
+""")
+# stdin copied to the output: a bare `cat`, or `tee` (which always writes to stdout).
+_STDIN_TO_OUTPUT = re.compile(r"(?:^|[|;&(]\s*)(?:cat\s*(?:$|[|;&)])|tee\b)")
+_COMMENT = re.compile(r"(?:^|\s)#.*$")
+
+
+def check_secret_script(name: str, script: str) -> None:
+    """Refuse a script that receives a secret and could print it (xtrace, stdin copied to stdout)."""
+    for number, line in enumerate(script.splitlines(), 1):
+        code = _COMMENT.sub("", line)
+        if _XTRACE.search(code):
+            raise ValueError(f"step {name}: line {number} turns on xtrace, which would print the secret it reads "
+                             f"from stdin into a failed step's error: {line.strip()}")
+        if _STDIN_TO_OUTPUT.search(code.strip()):
+            raise ValueError(f"step {name}: line {number} copies stdin to the output: {line.strip()}")
 
 
 def as_root(script: str) -> str:
@@ -55,7 +82,15 @@ def _nth(rendered: list[Step], index: int, expected: Step) -> Step:
     step = rendered[index]
     if (step.name, step.stdin, step.delete is None) != (expected.name, expected.stdin, expected.delete is None):
         raise ValueError(f"rendered step {index} is {step.name!r}, its shape said {expected.name!r}")
+    _check_secret_step(step)
     return step
+
+
+def _check_secret_step(step: Step) -> None:
+    if step.stdin is not None or step.secret_output:
+        for script in (step.create, step.delete):
+            if script:
+                check_secret_script(step.name, script)
 
 
 def run_steps(prefix: str, steps: Sequence[Step], connection: Mapping, instance_id: pulumi.Input[str],
@@ -72,6 +107,7 @@ def run_steps(prefix: str, steps: Sequence[Step], connection: Mapping, instance_
     created: list[command.remote.Command] = []
     after: list[pulumi.Resource] = list(depends_on)
     for index, step in enumerate(steps):
+        _check_secret_step(step)
         if rendered is None:
             create = as_root(step.create)
             delete = as_root(step.delete) if step.delete else None

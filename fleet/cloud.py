@@ -2,8 +2,9 @@
 
 `MotoMocks` answers the program's resource registrations like the offline mocks, except
 for the resources other hosts act on through the AWS API: EC2 instances, the Elastic IP
-and its association are created in moto (over HTTP), and their ids are moto's, so the
-keepalived takeover script on a HAProxy node changes real moto state. Each instance's
+are created in moto (over HTTP), and their ids are moto's, so the keepalived takeover
+script on a HAProxy node changes real moto state (keepalived owns the EIP's association; the
+program declares none). Each instance's
 private IP is the address of the fleet host that plays it. Creation is idempotent (found
 again by a tag), so re-running the plan reuses what exists, like a Pulumi state would.
 """
@@ -20,6 +21,7 @@ from ecom_infra.mocks import PlanMocks, unwrap
 from . import moto
 
 NAME_TAG = "ecom:fleet-name"
+ASSOCIATION_TAG = "ecom:fleet-association"      # the association id "Pulumi's state" holds
 
 
 def ec2_client(endpoint: str, region: str):
@@ -110,10 +112,15 @@ class MotoMocks(PlanMocks):
         return allocation, state
 
     def _associate(self, allocation: str, instance: str) -> None:
-        """The initial association only: later moves belong to keepalived (ignore_changes)."""
+        """What the real engine does with a declared EipAssociation (the program no longer declares one): the
+        association id it created is kept in a tag; once keepalived re-associates, AWS has a new id, a refresh
+        drops the resource and the next `up` creates it again, taking the EIP back (ignore_changes or not)."""
         [address] = self.ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
-        if not address.get("InstanceId"):
-            self.ec2.associate_address(AllocationId=allocation, InstanceId=instance, AllowReassociation=True)
+        tags = {t["Key"]: t["Value"] for t in address.get("Tags", [])}
+        if address.get("AssociationId") and address["AssociationId"] == tags.get(ASSOCIATION_TAG):
+            return
+        made = self.ec2.associate_address(AllocationId=allocation, InstanceId=instance, AllowReassociation=True)
+        self.ec2.create_tags(Resources=[allocation], Tags=[{"Key": ASSOCIATION_TAG, "Value": made["AssociationId"]}])
 
     def call(self, args) -> Any:
         """The sha file is read from moto's S3, where `ecom-deploy stage` wrote it."""

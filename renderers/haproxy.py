@@ -9,6 +9,7 @@ What runs on a node, in order (`haproxy_node_steps`):
   haproxy-config           haproxy.cfg: validate beside the live file, swap, reload on change
   keepalived-notify-master the script that moves the Elastic IP to this node
   keepalived-config        keepalived.conf: validate (`keepalived -t`), swap, reload on change
+  keepalived-eip-held      (intended master only) wait until an instance holds the Elastic IP
 Rolling restarts add `drain_step` / `ready_step` around each app server's restart.
 
 Paths and service commands live in `HaproxyLayout` / `KeepalivedLayout` so tests can point the
@@ -16,6 +17,7 @@ same scripts at temp files and at processes they started, without fake binaries.
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -38,6 +40,10 @@ PASSWORD_PLACEHOLDER = "@@VRRP_PASSWORD@@"
 # master afterwards (see templates/haproxy/keepalived.conf.j2).
 MASTER_PRIORITY = 150
 BACKUP_PRIORITY = 100
+
+# HAProxy's agent-check asks this port on each app server whether to drain it (AgentLayout).
+AGENT_PORT = 8099
+AGENT_STEP = "haproxy-agent"
 
 _APP = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -85,12 +91,16 @@ class BackendServer:
     name: str
     address: str
     port: int = 80
+    agent_port: int | None = None
+    """The port of its HAProxy agent (agent-check), None for none."""
 
     def validate(self, key: str) -> None:
         _check(isinstance(self.name, str) and bool(_SERVER.fullmatch(self.name)), f"{key}.name",
                f"{self.name!r} must be letters, digits, '.', '_', '-' (at most 63)", "app-1")
         _check_ipv4(self.address, f"{key}.address")
         _check_count(self.port, f"{key}.port", 1, 65535)
+        if self.agent_port is not None:
+            _check_count(self.agent_port, f"{key}.agent_port", 1, 65535)
 
 
 @dataclass(frozen=True)
@@ -293,7 +303,7 @@ def _validate_backends(backends: tuple[Backend, ...] | list[Backend]) -> tuple[B
 
 def render_haproxy_cfg(backends: tuple[Backend, ...] | list[Backend], *, tls: bool = False,
                        default_app: str | None = None, health: HealthCheck = HealthCheck(),
-                       layout: HaproxyLayout = HaproxyLayout()) -> str:
+                       layout: HaproxyLayout = HaproxyLayout(), agent: AgentLayout | None = None) -> str:
     """haproxy.cfg for both nodes: Host routing to one backend per app, checks, admin socket.
 
     Requests whose Host matches no app go to `default_app` (the first app when None, the
@@ -305,8 +315,10 @@ def render_haproxy_cfg(backends: tuple[Backend, ...] | list[Backend], *, tls: bo
     default_app = backends[0].app if default_app is None else default_app
     _check(default_app in {b.app for b in backends}, "default_app",
            f"{default_app!r} is not one of the apps", backends[0].app)
+    agent = agent or AgentLayout()
+    agent.validate()
     return render("haproxy/haproxy.cfg.j2", backends=backends, tls=tls, default_app=default_app,
-                  health=health, layout=layout)
+                  health=health, layout=layout, agent=agent)
 
 
 # --------------------------------------------------------------------------- keepalived
@@ -350,6 +362,8 @@ _HEREDOC_CFG = "ECOM_HAPROXY_CFG"
 _HEREDOC_KEEPALIVED = "ECOM_KEEPALIVED_CONF"
 _HEREDOC_NOTIFY = "ECOM_NOTIFY_MASTER_PY"
 _HEREDOC_RUNTIME = "ECOM_RUNTIME_API_PY"
+_HEREDOC_AGENT = "ECOM_HAPROXY_AGENT"
+_HEREDOC_DRAINED = "ECOM_DRAINED_STEP"
 
 
 def _heredoc_safe(text: str, delimiter: str) -> str:
@@ -396,6 +410,13 @@ def render_keepalived_install(node: HaproxyNodeSpec,
                   password_placeholder=PASSWORD_PLACEHOLDER)
 
 
+def render_eip_held_script(layout: KeepalivedLayout = KeepalivedLayout(), timeout_s: int = 60) -> str:
+    """Script that waits (bounded) until keepalived's notify_master has associated the EIP."""
+    layout.validate()
+    _check_count(timeout_s, "timeout_s", 1, 3600)
+    return render("haproxy/eip_held.sh.j2", layout=layout, timeout_s=timeout_s)
+
+
 # --------------------------------------------------------------------------- steps
 
 def haproxy_node_steps(node: HaproxyNodeSpec, backends: tuple[Backend, ...] | list[Backend], *,
@@ -426,6 +447,10 @@ def haproxy_node_steps(node: HaproxyNodeSpec, backends: tuple[Backend, ...] | li
                       triggers=(content_hash(conf),),
                       stdin=VRRP_PASSWORD_SECRET if node.vrrp_auth else None,
                       secret_output=node.vrrp_auth))
+    if node.is_master:
+        # Runs again whenever keepalived's config or the takeover script changes.
+        steps.append(Step(name="keepalived-eip-held", create=render_eip_held_script(keepalived),
+                          triggers=(content_hash(conf), content_hash(notify))))
     return steps
 
 
@@ -481,3 +506,55 @@ def ready_step(backend: Backend | str, server: BackendServer | str, *,
                 create=render_runtime_script("ready", app, name, timeout_s=timeout_s,
                                              wait_up=wait_up, layout=layout),
                 triggers=tuple(triggers))
+
+
+# --------------------------------------------------------------------------- HAProxy agent
+
+@dataclass(frozen=True)
+class AgentLayout:
+    """The agent HAProxy's agent-check asks on each app server (drain while a publish runs)."""
+    port: int = AGENT_PORT
+    inter_ms: int = 1000
+    state_dir: str = "/run/ecom-haproxy-agent"
+    script_path: str = "/usr/local/lib/ecom-haproxy-agent/agent.py"
+    unit_path: str = "/etc/systemd/system/ecom-haproxy-agent.service"
+    python: str = "/usr/bin/python3"
+
+    def validate(self) -> None:
+        _check_count(self.port, "agent.port", 1, 65535)
+        _check_count(self.inter_ms, "agent.inter_ms", 100, 60000)
+        for name in ("state_dir", "script_path", "unit_path", "python"):
+            _check_path(getattr(self, name), f"agent.{name}")
+
+
+def render_agent(agent: AgentLayout = AgentLayout()) -> str:
+    """The agent itself (Python, run by systemd)."""
+    agent.validate()
+    return render("haproxy/haproxy_agent.py.j2", agent=agent,
+                  py={"state_dir": repr(agent.state_dir), "port": repr(agent.port)})
+
+
+def agent_step(agent: AgentLayout = AgentLayout()) -> Step:
+    """Install and start the agent on an app server; re-run when what it installs changes."""
+    agent.validate()
+    script = _heredoc_safe(render_agent(agent), _HEREDOC_AGENT)
+    unit = _heredoc_safe(render("haproxy/haproxy_agent.service.j2", agent=agent), _HEREDOC_AGENT)
+    return Step(name=AGENT_STEP, create=render("haproxy/agent_install.sh.j2", agent=agent, agent_script=script,
+                                               unit_text=unit, delimiter=_HEREDOC_AGENT),
+                triggers=(content_hash(script + unit),))
+
+
+def drained(step: Step, health: HealthCheck = HealthCheck(), agent: AgentLayout = AgentLayout()) -> Step:
+    """`step` (a release-publish) run while this app server's agent answers "drain".
+
+    The lock that makes the agent say "drain" is held by the wrapping shell only, so the server
+    is ready again however the step ends (see templates/haproxy/drained.sh.j2)."""
+    health.validate()
+    agent.validate()
+    _check(bool(_APP.fullmatch(step.name)), "step.name", f"{step.name!r} must be kebab-case")
+    script = _heredoc_safe(step.create, _HEREDOC_DRAINED)
+    heard_wait_ms = 2 * agent.inter_ms + 200
+    return dataclasses.replace(step, create=render(
+        "haproxy/drained.sh.j2", step=step.name, script=script, delimiter=_HEREDOC_DRAINED, agent=agent,
+        health=health, heard_wait_s=f"{heard_wait_ms // 1000}.{heard_wait_ms % 1000:03d}",
+        settle_s=(health.rise + 1) * health.interval_s))

@@ -11,15 +11,16 @@ import pytest
 from haproxy_testlib import SYSTEM_PYTHON, need, run_in_netns, self_signed_pem
 from renderers import render
 from renderers.haproxy import (Backend, BackendServer, HaproxyLayout, HaproxyNodeSpec,
-                               KeepalivedLayout, drain_step, fill_keepalived_conf,
-                               haproxy_node_steps, ready_step, render_haproxy_cfg,
+                               KeepalivedLayout, agent_step, drain_step, drained, fill_keepalived_conf,
+                               haproxy_node_steps, ready_step, render_agent, render_haproxy_cfg,
                                render_keepalived_conf, render_notify_master)
+from renderers.steps import Step
 
 pytestmark = pytest.mark.tools
 
 BACKENDS = [
     Backend("ecom-platform", ("shop.example.com", "www.example.com"), "/up",
-            (BackendServer("app-1", "10.0.1.10"), BackendServer("app-2", "10.0.1.11"))),
+            (BackendServer("app-1", "10.0.1.10", agent_port=8099), BackendServer("app-2", "10.0.1.11", agent_port=8099))),
     Backend("ecom-docs", ("docs.example.com",), "/health",
             (BackendServer("docs-1", "10.0.1.20", 8080),)),
 ]
@@ -45,6 +46,8 @@ def all_scripts() -> dict[str, str]:
     scripts["ready-wait-up"] = ready_step(BACKENDS[0], "app-1").create
     scripts["ready-no-wait"] = ready_step(BACKENDS[1], "docs-1", wait_up=False,
                                           timeout_s=5).create
+    scripts["haproxy-agent"] = agent_step().create
+    scripts["drained-publish"] = drained(Step("release-publish", "#!/bin/bash\necho publish\n")).create
     return scripts
 
 
@@ -116,12 +119,12 @@ def test_keepalived_check_really_reports_mistakes(tmp_path):
 
 
 @pytest.mark.parametrize("python", [SYSTEM_PYTHON, sys.executable], ids=["debian", "venv"])
-@pytest.mark.parametrize("which", ["notify_master", "runtime_api"])
+@pytest.mark.parametrize("which", ["notify_master", "runtime_api", "agent"])
 def test_python_files_compile(tmp_path, python, which):
     """Debian's python3 is what the nodes run; the venv's is what the tests use."""
     need(python)
-    text = (render_notify_master(NODE) if which == "notify_master"
-            else render("haproxy/runtime_api.py.j2"))
+    text = {"notify_master": lambda: render_notify_master(NODE), "agent": render_agent,
+            "runtime_api": lambda: render("haproxy/runtime_api.py.j2")}[which]()
     source = tmp_path / f"{which}.py"
     source.write_text(text)
     result = subprocess.run([python, "-m", "py_compile", str(source)], capture_output=True,

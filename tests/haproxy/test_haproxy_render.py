@@ -193,7 +193,9 @@ def test_bad_node_spec_names_the_key(change, key):
 def test_node_steps_in_order_with_triggers_on_what_they_install():
     steps = haproxy_node_steps(NODE, [PLATFORM, DOCS])
     assert [s.name for s in steps] == ["haproxy-packages", "haproxy-config",
-                                       "keepalived-notify-master", "keepalived-config"]
+                                       "keepalived-notify-master", "keepalived-config", "keepalived-eip-held"]
+    assert "keepalived-eip-held" not in [s.name for s in haproxy_node_steps(
+        dataclasses.replace(NODE, is_master=False), [PLATFORM, DOCS])]
     by_name = {s.name: s for s in steps}
     cfg = render_haproxy_cfg([PLATFORM, DOCS])
     assert by_name["haproxy-config"].triggers == (content_hash(cfg),)

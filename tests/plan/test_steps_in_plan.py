@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from components.remote_steps import as_root
+from components.remote_steps import as_root, check_secret_script
 from ecom_infra import plan as offline_plan
 
 from ..conftest import SHA_A, SHA_B, SHA_FILE, resources_of
@@ -72,7 +72,7 @@ def test_every_step_is_triggered_by_its_instance_and_releases_by_sha(staging):
     resources = by_name(plan)
     assert SHA_A in resources["ecom-platform-1-release-build"]["inputs"]["triggers"]
     assert SHA_B in resources["ecom-docs-1-release-publish"]["inputs"]["triggers"]
-    assert SHA_A in resources["haproxy-a-haproxy-drain-ecom-platform-ecom-platform-2"]["inputs"]["triggers"]
+    assert SHA_A in resources["ecom-platform-2-release-publish"]["inputs"]["triggers"]
 
 
 def test_every_command_pins_the_host_key_of_its_host(staging):
@@ -102,19 +102,42 @@ def test_haproxy_nodes_are_configured_one_after_the_other(staging):
     assert depends(plan, "haproxy-b-haproxy-packages", "haproxy-a-keepalived-config")
 
 
-def test_rolling_restart_drains_each_server_on_both_nodes_one_at_a_time(staging):
-    plan, _ = staging
-    for server in ("ecom-platform-1", "ecom-platform-2"):
-        drain_a, drain_b = (f"haproxy-{n}-haproxy-drain-ecom-platform-{server}" for n in "ab")
-        ready_a, ready_b = (f"haproxy-{n}-haproxy-ready-ecom-platform-{server}" for n in "ab")
+def test_the_peer_starts_keepalived_only_once_the_intended_master_holds_the_eip(staging):
+    # No Pulumi association: the first master's notify_master claims the EIP, and haproxy-a's
+    # keepalived-eip-held waits for it before anything of haproxy-b runs.
+    plan, revealed = staging
+    held = by_name(plan)["haproxy-a-keepalived-eip-held"]
+    assert depends(plan, "haproxy-a-keepalived-eip-held", "haproxy-a-keepalived-config")
+    assert depends(plan, "haproxy-b-haproxy-packages", "haproxy-a-keepalived-eip-held")
+    assert "haproxy-b-keepalived-eip-held" not in by_name(plan)
+    eip = next(r for r in plan["resources"] if r["type"] == "aws:ec2/eip:Eip")
+    assert eip["urn"] in held["dependencies"] or depends(plan, held["name"], eip["name"])
+    assert "--wait-held" in by_name(revealed)["haproxy-a-keepalived-eip-held"]["inputs"]["create"]
+
+
+def test_rolling_restart_is_one_server_at_a_time_and_runs_no_step_on_haproxy_after_a_publish(staging):
+    # The engine starts no step after a failure: a `ready` step after a failed publish would never run. The drain
+    # lives on the app server (its agent, the publish holds the lock), so nothing depends on a publish but the
+    # next server's publish.
+    plan, revealed = staging
+    names = [r["name"] for r in resources_of(plan, COMMAND)]
+    assert not [n for n in names if "-haproxy-drain-" in n or "-haproxy-ready-" in n]
+    for server in ("ecom-platform-1", "ecom-platform-2", "ecom-docs-1"):
         publish = f"{server}-release-publish"
-        assert depends(plan, drain_b, drain_a) and depends(plan, publish, drain_b)
-        assert depends(plan, drain_a, f"{server}-release-build")     # the old release serves while it builds
-        assert depends(plan, ready_a, publish) and depends(plan, ready_b, ready_a)
-    assert depends(plan, "haproxy-a-haproxy-drain-ecom-platform-ecom-platform-2",
-                   "haproxy-b-haproxy-ready-ecom-platform-ecom-platform-1")
+        assert depends(plan, publish, f"{server}-haproxy-agent") and depends(plan, publish, f"{server}-release-build")
+        for node in ("haproxy-a", "haproxy-b"):      # HAProxy knows the agent before anything is drained
+            assert depends(plan, publish, f"{node}-haproxy-config")
+        script = by_name(revealed)[publish]["inputs"]["create"]
+        assert "flock 8" in script and '/bin/bash -c "$script" 8>&-' in script
+        dependents = [r["name"] for r in resources_of(plan, COMMAND) if depends(plan, r["name"], publish)
+                      and r["name"] != publish]
+        assert dependents == (["ecom-platform-2-release-publish"] if server == "ecom-platform-1" else [])
     # Builds are not serialised: server 2 builds while server 1 is still being published.
     assert not depends(plan, "ecom-platform-2-release-build", "ecom-platform-1-release-publish")
+    config = by_name(revealed)["haproxy-a-haproxy-config"]["inputs"]["create"]
+    for name, host in revealed["hosts"].items():
+        if host["role"] == "app":
+            assert f"server {name} {host['privateIp']}:80 check agent-check agent-port 8099 agent-inter 1000ms" in config
 
 
 def test_haproxy_backends_list_every_app_server(staging):
@@ -148,7 +171,9 @@ def test_keepalived_steps_wait_for_the_iam_policy_that_lets_them_move_the_eip(st
             if r["type"] in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/instanceProfile:InstanceProfile")}
     assert len(urns) == 2
     for node in ("haproxy-a", "haproxy-b"):
-        for step in ("keepalived-notify-master", "keepalived-config"):
+        for step in ("keepalived-notify-master", "keepalived-config", "keepalived-eip-held"):
+            if f"{node}-{step}" not in by_name(plan):
+                continue        # eip-held: the intended master only
             deps = by_name(plan)[f"{node}-{step}"]["dependencies"]
             assert set(urns.values()) <= set(deps), (node, step)
     # Steps that do not call AWS do not wait for IAM.
@@ -164,3 +189,37 @@ def test_the_bucket_settings_are_applied_one_after_the_other(plans):
     for before, after in zip(names, names[1:]):
         [setting] = [r for r in plan["resources"] if r["urn"] == urn[after]]
         assert urn[before] in setting["dependencies"], (before, after)
+
+
+# --------------------------------------------------------------------------- secret steps (issue 10 item 9)
+
+def _secret_steps(revealed: dict) -> list[dict]:
+    return [r for r in resources_of(revealed, COMMAND) if r["inputs"].get("stdin") is not None]
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_every_rendered_secret_step_passes_the_secret_lint(stack):
+    # pulumi-command puts a failed step's command text and whole output in its error, whatever `logging` says.
+    pem = "-----BEGIN CERTIFICATE-----\nTLS-PLACEHOLDER-CERT\n-----END CERTIFICATE-----\n"
+    revealed = offline_plan.run(stack, sha_file_text=SHA_FILE, secrets={"ecom-infra:tlsCertificate": pem}).to_dict(
+        reveal_secrets=True)
+    steps = _secret_steps(revealed)
+    assert {"git-ssh", "haproxy-tls-cert"} <= {kind for r in steps for kind in ("git-ssh", "haproxy-tls-cert")
+                                                if r["name"].endswith(kind)}
+    for r in steps:
+        check_secret_script(r["name"], r["inputs"]["create"])
+        assert r["inputs"]["stdin"] not in r["inputs"]["create"]
+        assert r["inputs"]["logging"] == "none"
+
+
+@pytest.mark.parametrize("line", ["set -x", "set -euxo pipefail", "set -o xtrace", "bash -x ./install.sh",
+                                  "BASH_XTRACEFD=2", "cat", "tee /tmp/copy |"])
+def test_a_secret_step_that_could_print_its_secret_is_refused_when_the_program_runs(line):
+    # E.g. `set -x` added to a shared prelude: every secret step would print what it read from stdin.
+    from components.remote_steps import run_steps
+    from renderers.steps import Step
+
+    with pytest.raises(ValueError, match=r"^step git-ssh: line 2 (turns on xtrace|copies stdin to the output)"):
+        run_steps("h", [Step("git-ssh", f"#!/bin/bash\n{line}\nIFS= read -r key\n", stdin="deploy_key")], {},
+                  "i-0", parent=None, secrets={"deploy_key": "k"})
+    check_secret_script("plain", "#!/bin/bash\nset -euo pipefail\nset +x\n# set -x would leak\ncat >\"$f\"\n")

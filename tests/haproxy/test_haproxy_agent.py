@@ -1,0 +1,100 @@
+"""Issue 10 item 11 with the real haproxy: the app server's agent (agent-check) keeps a server
+drained exactly while a publish wrapped by `drained` runs, and however that publish ends (fails,
+is killed) HAProxy gets "ready" back at its next check, with no step run on the HAProxy side."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from haproxy_testlib import (SYSTEM_PYTHON, AppServer, HaproxyProcess, ask_socket, free_port, local_layout, need,
+                             wait_until)
+from renderers.haproxy import AgentLayout, Backend, HealthCheck, drained, render_agent, render_haproxy_cfg
+from renderers.steps import Step
+
+pytestmark = [pytest.mark.tools, pytest.mark.root]
+
+CHECKS = HealthCheck(interval_s=1, fall=2, rise=1)
+
+
+@dataclasses.dataclass
+class Lab:
+    proxy: HaproxyProcess
+    agent: AgentLayout
+    directory: Path
+
+    def status(self, server: str = "app-1") -> str:
+        # "DRAIN (agent)" when the agent said so: the state is the first word.
+        return self.proxy.server_status("ecom-platform", server)["status"].split(" ")[0]
+
+    def wait_status(self, want: str, timeout: float = 5) -> None:
+        wait_until(lambda: self.status() == want, timeout, f"app-1 {want} in HAProxy")
+
+    def publish(self, body: str) -> subprocess.Popen:
+        """The wrapped step as the remote command runs it (bash -c), in a session of its own."""
+        step = drained(Step("release-publish", f"#!/bin/bash\nset -euo pipefail\n{body}\n"), CHECKS, self.agent)
+        return subprocess.Popen(["bash", "-c", step.create], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+
+
+@pytest.fixture
+def lab(short_dir, app_servers, haproxy_factory):
+    need(SYSTEM_PYTHON, "flock")
+    agent = AgentLayout(port=free_port(), inter_ms=200, state_dir=str(short_dir / "agent"),
+                        script_path=str(short_dir / "agent.py"))
+    Path(agent.script_path).write_text(render_agent(agent))
+    process = subprocess.Popen([SYSTEM_PYTHON, agent.script_path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    app1, app2 = (s.as_backend_server() for s in app_servers("app-1", "app-2"))
+    backend = Backend("ecom-platform", ("shop.test",), "/up", (dataclasses.replace(app1, agent_port=agent.port), app2))
+    layout = local_layout(short_dir)
+    Path(layout.config_path).write_text(render_haproxy_cfg([backend], health=CHECKS, layout=layout, agent=agent))
+    lab = Lab(haproxy_factory(layout), agent, short_dir)
+    try:
+        lab.wait_status("UP")
+        yield lab
+    finally:
+        process.kill()
+        process.wait(5)
+
+
+def test_a_publish_is_drained_while_it_runs_and_ready_after_it_succeeds(lab):
+    gate = lab.directory / "go"
+    run = lab.publish(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo published")
+    lab.wait_status("DRAIN")
+    assert lab.status("app-2") == "UP"
+    gate.touch()
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 0, output
+    assert "published" in output and "HAProxy agent answers since the change: 127.0.0.1 drain" in output
+    assert "127.0.0.1 ready" in output
+    assert lab.status() == "UP"
+
+
+def test_a_failed_publish_leaves_the_server_ready(lab):
+    gate = lab.directory / "go"
+    run = lab.publish(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo 'health check failed' >&2; exit 3")
+    lab.wait_status("DRAIN")
+    gate.touch()
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 3, output
+    lab.wait_status("UP", timeout=2)
+
+
+def test_a_killed_publish_leaves_the_server_ready_without_any_other_step(lab):
+    run = lab.publish("sleep 300")
+    lab.wait_status("DRAIN")
+    os.killpg(run.pid, signal.SIGKILL)       # the whole deploy dies at once: no trap, no cleanup
+    run.wait(5)
+    lab.wait_status("UP", timeout=2)
+
+
+def test_a_drain_left_by_anything_else_is_undone_at_the_next_check(lab):
+    # E.g. the runtime API drain of the earlier rolling restart, whose `ready` step never ran.
+    assert ask_socket(lab.proxy.layout.admin_socket, "set server ecom-platform/app-1 state drain").strip() == ""
+    time.sleep(0.05)
+    lab.wait_status("UP", timeout=2)
