@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import boto3
 import botocore.config
@@ -214,6 +215,28 @@ def conditional_put(client, location: Location, text: str, etag: str | None, end
             raise
 
 
+def compare_and_swap(location: Location, attempts: int, sleep: Callable[[float], None],
+                     attempt: Callable[[], tuple[Any, Callable[[], None] | None]]) -> Any:
+    """Run `attempt` until its conditional write wins, with jittered backoff between lost races.
+
+    `attempt` reads the object, decides, and returns (result, write): `write` is None when nothing needs
+    writing, else it does the conditional_put (raising _Conflict when somebody wrote in between).
+    """
+    for number in range(1, attempts + 1):
+        result, write = attempt()
+        if write is None:
+            return result
+        try:
+            write()
+        except _Conflict:
+            if number < attempts:
+                sleep(backoff_delay(number))
+            continue
+        return result
+    raise ConfigError(str(location), f"kept changing under us: gave up after {attempts} "
+                                     f"attempts, nothing written by this run; try again")
+
+
 class ShaStore:
     """The sha file at one S3 location, with compare-and-swap updates and version history."""
 
@@ -283,21 +306,16 @@ class ShaStore:
         function of the map it gets. It may raise ConfigError to refuse; then nothing is
         written. Returns the changes of the attempt that won (none written if none changed).
         """
-        for attempt in range(1, self.attempts + 1):
+        def attempt() -> tuple[list[Change], Callable[[], None] | None]:
             snapshot = self.read()
             shas = {env: dict(entries) for env, entries in snapshot.shas.items()}
             changes = mutate(shas)
             if not any(c.changed for c in changes):
-                return changes
-            try:
-                self._put(shas, snapshot.etag, verb=verb, actor=actor, previous=encode_previous(changes))
-            except _Conflict:
-                if attempt < self.attempts:
-                    self.sleep(backoff_delay(attempt))
-                continue
-            return changes
-        raise ConfigError(str(self.location), f"kept changing under us: gave up after {self.attempts} "
-                                              f"attempts, nothing written by this run; try again")
+                return changes, None
+            return changes, lambda: self._put(shas, snapshot.etag, verb=verb, actor=actor,
+                                              previous=encode_previous(changes))
+
+        return compare_and_swap(self.location, self.attempts, self.sleep, attempt)
 
     def _put(self, shas: ShaMap, etag: str | None, *, verb: str, actor: str, previous: str) -> None:
         conditional_put(self.client, self.location, shafile.dump(shas), etag, self.endpoint_url,
@@ -507,7 +525,7 @@ class LiveStore:
     def mark(self, env: str, shas: dict[str, str], *, actor: str, when: str) -> list[tuple[str, str | None, str]]:
         """Append (app, sha) for each app whose newest record is another sha; returns
         (app, previous live sha, sha) per app, unchanged ones included."""
-        for attempt in range(1, self.attempts + 1):
+        def attempt() -> tuple[list[tuple[str, str | None, str]], Callable[[], None] | None]:
             records, etag = self.read()
             done = []
             for app, sha in sorted(shas.items()):
@@ -518,14 +536,8 @@ class LiveStore:
                     del rows[:-LIVE_KEEP]
                 done.append((app, last, sha))
             if all(last == sha for _, last, sha in done):
-                return done
-            try:
-                conditional_put(self.client, self.location, dump_live(records), etag, self.endpoint_url,
-                                {META_ACTOR: actor, META_VERB: "mark-live"})
-            except _Conflict:
-                if attempt < self.attempts:
-                    self.sleep(backoff_delay(attempt))
-                continue
-            return done
-        raise ConfigError(str(self.location), f"kept changing under us: gave up after {self.attempts} "
-                                              f"attempts, nothing written by this run; try again")
+                return done, None
+            return done, lambda: conditional_put(self.client, self.location, dump_live(records), etag,
+                                                 self.endpoint_url, {META_ACTOR: actor, META_VERB: "mark-live"})
+
+        return compare_and_swap(self.location, self.attempts, self.sleep, attempt)
