@@ -5,7 +5,11 @@ import itertools
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
 
 from ..server import UNKNOWN, Context, ProviderError, Resource
 
@@ -70,6 +74,29 @@ def aws_error(action: str, exc: Exception) -> ProviderError:
     response = getattr(exc, "response", {}).get("Error", {})
     detail = f"{response.get('Code', type(exc).__name__)}: {response.get('Message', exc)}"
     return ProviderError(f"{action}: {detail}")
+
+
+T = TypeVar("T")
+
+
+def unless_gone(action: str, call: Callable[[], T], *codes: str) -> T | None:
+    """For reads: the call's answer, or None when the object is gone (refresh then drops it)."""
+    try:
+        return call()
+    except ClientError as exc:
+        if is_not_found(exc, *codes):
+            return None
+        raise aws_error(action, exc) from None
+
+
+@contextmanager
+def gone_is_deleted(action: str, *codes: str) -> Iterator[None]:
+    """For deletes: an object already gone counts as deleted; any other AWS error is the provider's error."""
+    try:
+        yield
+    except ClientError as exc:
+        if not is_not_found(exc, *codes):
+            raise aws_error(action, exc) from None
 
 
 # ----------------------------------------------------------------------------- tags

@@ -7,8 +7,8 @@ from botocore.exceptions import ClientError
 
 from ..server import Context, ProviderError
 from . import hook
-from .common import (ACCOUNT_ID, AwsResource, aws_error, client, is_not_found, read_tags, region, tag_list,
-                     tags_all, tags_from)
+from .common import (ACCOUNT_ID, AwsResource, aws_error, client, gone_is_deleted, is_not_found, read_tags, region,
+                     tag_list, tags_all, tags_from, unless_gone)
 
 
 def _arn(ctx: Context, kind: str, rid: str) -> str:
@@ -85,12 +85,12 @@ class SecurityGroup(AwsResource):
                      "revokeRulesOnDelete": inputs.get("revokeRulesOnDelete", False), "tagsAll": tags}
 
     def read(self, ctx, rid, state, inputs):
-        try:
-            [group] = client(ctx, "ec2").describe_security_groups(GroupIds=[rid])["SecurityGroups"]
-        except ClientError as exc:
-            if is_not_found(exc, "InvalidGroup.NotFound"):
-                return None
-            raise aws_error(f"reading Security Group ({rid})", exc) from None
+        listed = unless_gone(f"reading Security Group ({rid})",
+                             lambda: client(ctx, "ec2").describe_security_groups(GroupIds=[rid])["SecurityGroups"],
+                             "InvalidGroup.NotFound")
+        if listed is None:
+            return None
+        [group] = listed
         state = {**state, "id": rid, "name": group["GroupName"], "description": group["Description"],
                  "vpcId": group.get("VpcId"), "ownerId": group.get("OwnerId"), "arn": _arn(ctx, "security-group", rid)}
         inputs = dict(inputs) if inputs else {"name": group["GroupName"], "description": group["Description"],
@@ -110,11 +110,8 @@ class SecurityGroup(AwsResource):
                 "tagsAll": tags_all(ctx, news)}
 
     def delete(self, ctx, rid, state):
-        try:
+        with gone_is_deleted(f"deleting Security Group ({rid})", "InvalidGroup.NotFound"):
             client(ctx, "ec2").delete_security_group(GroupId=rid)
-        except ClientError as exc:
-            if not is_not_found(exc, "InvalidGroup.NotFound"):
-                raise aws_error(f"deleting Security Group ({rid})", exc) from None
 
 
 # ----------------------------------------------------------------------------- key pairs
@@ -139,12 +136,12 @@ class KeyPair(AwsResource):
                       "keyType": inputs["publicKey"].split()[0].replace("ssh-", ""), "tagsAll": tags}
 
     def read(self, ctx, rid, state, inputs):
-        try:
-            [found] = client(ctx, "ec2").describe_key_pairs(KeyNames=[rid])["KeyPairs"]
-        except ClientError as exc:
-            if is_not_found(exc, "InvalidKeyPair.NotFound"):
-                return None
-            raise aws_error(f"reading EC2 Key Pair ({rid})", exc) from None
+        listed = unless_gone(f"reading EC2 Key Pair ({rid})",
+                             lambda: client(ctx, "ec2").describe_key_pairs(KeyNames=[rid])["KeyPairs"],
+                             "InvalidKeyPair.NotFound")
+        if listed is None:
+            return None
+        [found] = listed
         state = {**state, "id": rid, "keyName": rid, "keyPairId": found.get("KeyPairId"),
                  "fingerprint": found.get("KeyFingerprint")}
         inputs = dict(inputs) if inputs else {"keyName": rid, "publicKey": state.get("publicKey")}
@@ -160,11 +157,8 @@ class KeyPair(AwsResource):
         return {**state, **news, "tagsAll": tags_all(ctx, news)}
 
     def delete(self, ctx, rid, state):
-        try:
+        with gone_is_deleted(f"deleting EC2 Key Pair ({rid})", "InvalidKeyPair.NotFound"):
             client(ctx, "ec2").delete_key_pair(KeyName=rid)
-        except ClientError as exc:
-            if not is_not_found(exc, "InvalidKeyPair.NotFound"):
-                raise aws_error(f"deleting EC2 Key Pair ({rid})", exc) from None
 
 
 # ----------------------------------------------------------------------------- instances
@@ -300,11 +294,8 @@ class Instance(AwsResource):
         ec2 = client(ctx, "ec2")
         # The hook runs first: if the fleet cannot stop the host, the instance stays in moto and in the state.
         hook.run("delete", self._hook_document(ctx, {**state, "id": rid}))
-        try:
+        with gone_is_deleted(f"terminating EC2 Instance ({rid})", "InvalidInstanceID.NotFound"):
             self._terminate(ec2, rid, state)
-        except ClientError as exc:
-            if not is_not_found(exc, "InvalidInstanceID.NotFound"):
-                raise aws_error(f"terminating EC2 Instance ({rid})", exc) from None
 
 
 # ----------------------------------------------------------------------------- elastic IPs
@@ -438,11 +429,8 @@ class EipAssociation(AwsResource):
         return {**state, **news}
 
     def delete(self, ctx, rid, state):
-        try:
+        with gone_is_deleted(f"deleting EC2 EIP Association ({rid})", "InvalidAssociationID.NotFound"):
             client(ctx, "ec2").disassociate_address(AssociationId=rid)
-        except ClientError as exc:
-            if not is_not_found(exc, "InvalidAssociationID.NotFound"):
-                raise aws_error(f"deleting EC2 EIP Association ({rid})", exc) from None
 
 
 RESOURCES = (SecurityGroup(), KeyPair(), Instance(), Eip(), EipAssociation())

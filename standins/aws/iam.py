@@ -5,7 +5,8 @@ import json
 
 from botocore.exceptions import ClientError
 
-from .common import AwsResource, aws_error, client, is_not_found, read_tags, retag, tag_list, tags_all, tags_from
+from .common import (AwsResource, aws_error, client, gone_is_deleted, read_tags, retag, tag_list, tags_all, tags_from,
+                     unless_gone)
 
 
 def _iso(value) -> str:
@@ -48,12 +49,9 @@ class Role(AwsResource):
                 "maxSessionDuration": role.get("MaxSessionDuration", 3600)}
 
     def read(self, ctx, rid, state, inputs):
-        try:
-            role = client(ctx, "iam").get_role(RoleName=rid)["Role"]
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise aws_error(f"reading IAM Role ({rid})", exc) from None
+        role = unless_gone(f"reading IAM Role ({rid})", lambda: client(ctx, "iam").get_role(RoleName=rid)["Role"])
+        if role is None:
+            return None
         state = {**state, **self._outputs(role), "description": role.get("Description") or state.get("description")}
         found_policy = role.get("AssumeRolePolicyDocument")
         if not _same_policy(state.get("assumeRolePolicy"), found_policy):
@@ -82,14 +80,11 @@ class Role(AwsResource):
 
     def delete(self, ctx, rid, state):
         iam = client(ctx, "iam")
-        try:
+        with gone_is_deleted(f"deleting IAM Role ({rid})"):
             # iam/role.go deleteRole: the role leaves its instance profiles first.
             for profile in iam.list_instance_profiles_for_role(RoleName=rid)["InstanceProfiles"]:
                 iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"], RoleName=rid)
             iam.delete_role(RoleName=rid)
-        except ClientError as exc:
-            if not is_not_found(exc):
-                raise aws_error(f"deleting IAM Role ({rid})", exc) from None
 
 
 class RolePolicy(AwsResource):
@@ -108,12 +103,10 @@ class RolePolicy(AwsResource):
 
     def read(self, ctx, rid, state, inputs):
         role, _, name = rid.partition(":")
-        try:
-            found = client(ctx, "iam").get_role_policy(RoleName=role, PolicyName=name)
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise aws_error(f"reading IAM Role Policy ({rid})", exc) from None
+        found = unless_gone(f"reading IAM Role Policy ({rid})",
+                            lambda: client(ctx, "iam").get_role_policy(RoleName=role, PolicyName=name))
+        if found is None:
+            return None
         state = {**state, "id": rid, "name": name, "role": role}
         if not _same_policy(state.get("policy"), found["PolicyDocument"]):
             doc = found["PolicyDocument"]
@@ -131,11 +124,8 @@ class RolePolicy(AwsResource):
 
     def delete(self, ctx, rid, state):
         role, _, name = rid.partition(":")
-        try:
+        with gone_is_deleted(f"deleting IAM Role Policy ({rid})"):
             client(ctx, "iam").delete_role_policy(RoleName=role, PolicyName=name)
-        except ClientError as exc:
-            if not is_not_found(exc):
-                raise aws_error(f"deleting IAM Role Policy ({rid})", exc) from None
 
 
 class InstanceProfile(AwsResource):
@@ -159,12 +149,11 @@ class InstanceProfile(AwsResource):
                       "createDate": _iso(profile.get("CreateDate")), "path": profile.get("Path", "/"), "tagsAll": tags}
 
     def read(self, ctx, rid, state, inputs):
-        try:
-            profile = client(ctx, "iam").get_instance_profile(InstanceProfileName=rid)["InstanceProfile"]
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise aws_error(f"reading IAM Instance Profile ({rid})", exc) from None
+        profile = unless_gone(f"reading IAM Instance Profile ({rid})",
+                              lambda: client(ctx, "iam").get_instance_profile(
+                                  InstanceProfileName=rid)["InstanceProfile"])
+        if profile is None:
+            return None
         role = profile["Roles"][0]["RoleName"] if profile.get("Roles") else None
         state = {**state, "id": rid, "name": rid, "arn": profile["Arn"], "uniqueId": profile["InstanceProfileId"],
                  "role": role}
@@ -189,14 +178,11 @@ class InstanceProfile(AwsResource):
 
     def delete(self, ctx, rid, state):
         iam = client(ctx, "iam")
-        try:
+        with gone_is_deleted(f"deleting IAM Instance Profile ({rid})"):
             profile = iam.get_instance_profile(InstanceProfileName=rid)["InstanceProfile"]
             for role in profile.get("Roles", []):
                 iam.remove_role_from_instance_profile(InstanceProfileName=rid, RoleName=role["RoleName"])
             iam.delete_instance_profile(InstanceProfileName=rid)
-        except ClientError as exc:
-            if not is_not_found(exc):
-                raise aws_error(f"deleting IAM Instance Profile ({rid})", exc) from None
 
 
 RESOURCES = (Role(), RolePolicy(), InstanceProfile())

@@ -8,7 +8,8 @@ from botocore.exceptions import ClientError
 from ecom_infra import provider_rules
 
 from ..server import Context
-from .common import AwsResource, aws_error, client, error_code, is_not_found, read_tags, region, tag_list, tags_all
+from .common import (AwsResource, aws_error, client, error_code, gone_is_deleted, read_tags, region, tag_list, tags_all,
+                     unless_gone)
 
 # s3 hosted zone ids per region (terraform-provider-aws s3/hosted_zones.go); us-east-1 is enough here.
 HOSTED_ZONE_IDS = {"us-east-1": "Z3AQBSTGFYJSTF"}
@@ -91,7 +92,7 @@ class Bucket(AwsResource):
 
     def delete(self, ctx, rid, state):
         s3 = client(ctx, "s3")
-        try:
+        with gone_is_deleted(f"deleting S3 Bucket ({rid})"):
             if state.get("forceDestroy"):
                 for page in s3.get_paginator("list_object_versions").paginate(Bucket=rid):
                     items = [{"Key": v["Key"], "VersionId": v["VersionId"]}
@@ -99,9 +100,6 @@ class Bucket(AwsResource):
                     if items:
                         s3.delete_objects(Bucket=rid, Delete={"Objects": items})
             s3.delete_bucket(Bucket=rid)
-        except ClientError as exc:
-            if not is_not_found(exc):
-                raise aws_error(f"deleting S3 Bucket ({rid})", exc) from None
 
 
 class BucketSetting(AwsResource):
@@ -130,12 +128,10 @@ class BucketSetting(AwsResource):
         return bucket, {**inputs, "id": bucket}
 
     def read(self, ctx, rid, state, inputs):
-        try:
-            found = self.get(client(ctx, "s3"), rid)
-        except ClientError as exc:
-            if is_not_found(exc) or error_code(exc) in self.missing_codes:
-                return None
-            raise aws_error(f"reading S3 Bucket ({rid}) {self.what}", exc) from None
+        found = unless_gone(f"reading S3 Bucket ({rid}) {self.what}",
+                            lambda: self.get(client(ctx, "s3"), rid), *self.missing_codes)
+        if found is None:
+            return None
         state = {**state, **found, "id": rid, "bucket": rid}
         inputs = {**(inputs or {}), **found, "bucket": rid}
         return state, inputs
@@ -148,11 +144,8 @@ class BucketSetting(AwsResource):
         return {**state, **news, "id": rid}
 
     def delete(self, ctx, rid, state):
-        try:
+        with gone_is_deleted(f"deleting S3 Bucket ({rid}) {self.what}", *self.missing_codes):
             self.remove(client(ctx, "s3"), rid)
-        except ClientError as exc:
-            if not (is_not_found(exc) or error_code(exc) in self.missing_codes):
-                raise aws_error(f"deleting S3 Bucket ({rid}) {self.what}", exc) from None
 
 
 class BucketPublicAccessBlock(BucketSetting):
