@@ -10,7 +10,9 @@ What runs on a node, in order (`haproxy_node_steps`):
   keepalived-notify-master the script that moves the Elastic IP to this node
   keepalived-config        keepalived.conf: validate (`keepalived -t`), swap, reload on change
   keepalived-eip-held      (intended master only) wait until an instance holds the Elastic IP
-Rolling restarts add `drain_step` / `ready_step` around each app server's restart.
+Rolling restarts drain through HAProxy's agent-check: `agent_step` installs the agent on each app server and
+`drained` wraps its publish. (`drain_step` / `ready_step`, runtime-API steps on the nodes, are no longer used by
+the program: after a failed publish the engine would never run the `ready`.)
 
 Paths and service commands live in `HaproxyLayout` / `KeepalivedLayout` so tests can point the
 same scripts at temp files and at processes they started, without fake binaries.
