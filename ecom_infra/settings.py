@@ -67,6 +67,10 @@ ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 RESERVED_ENV_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "LC_ALL", "RAILS_ENV",
                                 "RACK_ENV", "BUNDLE_GEMFILE", "BUNDLE_APP_CONFIG", "LD_PRELOAD", "LD_LIBRARY_PATH",
                                 "RUBYOPT", "RUBYLIB", "GEM_HOME", "GEM_PATH", "NOTIFY_SOCKET"})
+# Release hooks: where in a release they run (README "Release life cycle"), and their limits.
+HOOK_POINTS = ("afterBuild", "afterPublish", "onFailure")
+HOOK_TIMEOUT_DEFAULT = 600        # seconds a hook may run before it is killed (and fails the deploy)
+HOOK_COMMAND_MAX = 1000
 LINK_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,9}$")
 
 
@@ -77,6 +81,15 @@ class GitRemote:
     host: str
     port: int
     path: str
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One release hook: a command run by bash as the deploy user inside the release."""
+    point: str             # one of HOOK_POINTS
+    run: str
+    once: bool = False     # on one server of the app (its first), once per release sha
+    timeout: int = HOOK_TIMEOUT_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,7 @@ class App:
     linked_dirs: tuple[str, ...] = DEFAULT_LINKED_DIRS   # release paths linked to the same path under shared/
     linked_files: tuple[str, ...] = DEFAULT_LINKED_FILES
     env: tuple[tuple[str, str], ...] = ()   # plain variables from the stack file, sorted by name
+    hooks: tuple[Hook, ...] = ()            # in HOOK_POINTS order, each point's in the order given
 
 
 @dataclass(frozen=True)
@@ -403,7 +417,7 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
     key = f"ecom-infra:apps[{index}]"
     obj = _mapping(raw, key, EXAMPLE_APP)
     _unknown_keys(obj, {"name", "repo", "branch", "servers", "instanceType", "hostnames", "healthCheckPath",
-                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "linkedDirs", "linkedFiles", "env"}, key)
+                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "linkedDirs", "linkedFiles", "env", "hooks"}, key)
     if "name" not in obj:
         _fail(f"{key}.name", "is required", "ecom-platform")
     name = _match(obj["name"], APP_NAME_RE, f"{key}.name",
@@ -428,7 +442,33 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
         puma_threads=_int(obj.get("pumaThreads", 5), f"{key}.pumaThreads", 1, 64, "5"),
         **_linked_paths(obj, key),
         env=env_pairs(obj.get("env"), f"{key}.env", secret=False),
+        hooks=_hooks(obj.get("hooks"), f"{key}.hooks"),
     )
+
+
+def _hooks(raw: Any, key: str) -> tuple[Hook, ...]:
+    """`hooks: {afterBuild: [cmd | {run, once, timeout}], afterPublish: [...], onFailure: [...]}`."""
+    example = "{afterBuild: [{run: 'bin/rails db:migrate', once: true}]}"
+    obj = _mapping(raw, key, example)
+    _unknown_keys(obj, set(HOOK_POINTS), key)
+    hooks = []
+    for point in HOOK_POINTS:
+        for i, item in enumerate(_list(obj.get(point), f"{key}.{point}", example)):
+            item_key = f"{key}.{point}[{i}]"
+            if isinstance(item, str):
+                item = {"run": item}
+            item = _mapping(item, item_key, "{run: 'bin/rails db:migrate', once: true, timeout: 600}")
+            _unknown_keys(item, {"run", "once", "timeout"}, item_key)
+            run = item.get("run")
+            if not isinstance(run, str) or not run.strip():
+                _fail(f"{item_key}.run", f"must be a non-empty command, got {_show(run)}", "bin/rails db:migrate")
+            if set(run) & {"\n", "\r", "\0"} or len(run) > HOOK_COMMAND_MAX:
+                _fail(f"{item_key}.run", f"must be one line of at most {HOOK_COMMAND_MAX} characters, got {_show(run)}",
+                      "bin/rails db:migrate")
+            hooks.append(Hook(point=point, run=run, once=_bool(item.get("once", False), f"{item_key}.once"),
+                              timeout=_int(item.get("timeout", HOOK_TIMEOUT_DEFAULT), f"{item_key}.timeout", 1, 86400,
+                                           str(HOOK_TIMEOUT_DEFAULT))))
+    return tuple(hooks)
 
 
 def env_pairs(raw: Any, key: str, *, secret: bool) -> tuple[tuple[str, str], ...]:
