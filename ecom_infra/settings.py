@@ -182,6 +182,15 @@ class Haproxy:
 class Datadog:
     enabled: bool
     conf_dir: str
+    api_url: str = "https://api.datadoghq.com"   # events go to <api_url>/api/v1/events
+    api_key_set: bool = False   # `datadog.apiKey` (a secret) is set: deploy events go to Datadog
+
+
+@dataclass(frozen=True)
+class DeployEvents:
+    """Where `ecom-deploy deploy-event` sends one event per publish (besides Datadog)."""
+    webhook_url: str | None = None
+    timeout: int = 5           # seconds per delivery; a failed delivery only warns
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,7 @@ class Settings:
     sha_bucket: ShaBucket
     haproxy: Haproxy
     datadog: Datadog
+    deploy_events: DeployEvents
     git_known_hosts: tuple[str, ...]
     has_tls_certificate: bool
     tags: dict[str, str] = field(default_factory=dict)
@@ -701,14 +711,52 @@ def _parse_haproxy(raw: Any) -> Haproxy:
     )
 
 
-def _parse_datadog(raw: Any) -> Datadog:
+DATADOG_API_KEY_HINT = "pulumi config set --secret --path ecom-infra:datadog.apiKey < file"
+
+
+def _parse_datadog(raw: Any, *, stack_file: bool = False) -> Datadog:
+    """`datadog`. Only whether `apiKey` is set leaves here, never its value. `stack_file`: `raw` is the
+    stack file's own text (the CLI's view), where a secret reads `{secure: ...}` and a string is plain."""
     key = "ecom-infra:datadog"
     obj = _mapping(raw, key, "{enabled: true, confDir: /etc/datadog-agent/conf.d}")
-    _unknown_keys(obj, {"enabled", "confDir"}, key)
+    _unknown_keys(obj, {"enabled", "confDir", "apiUrl", "apiKey"}, key)
+    api_key = obj.get("apiKey")
+    if isinstance(api_key, dict) and set(api_key) == {"secure"}:
+        api_key = "set"
+    elif isinstance(api_key, str) and stack_file:
+        _fail(f"{key}.apiKey", f"is in plain text in the stack file: remove it and set it with `{DATADOG_API_KEY_HINT}`")
+    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+        _fail(f"{key}.apiKey", f"must be a non-empty secret string; set it with `{DATADOG_API_KEY_HINT}`")
     return Datadog(
         enabled=_bool(obj.get("enabled", True), f"{key}.enabled"),
         conf_dir=_path(obj.get("confDir", "/etc/datadog-agent/conf.d"), f"{key}.confDir", "/etc/datadog-agent/conf.d"),
+        api_url=_base_url(obj.get("apiUrl", "https://api.datadoghq.com"), f"{key}.apiUrl", "https://api.datadoghq.eu"),
+        api_key_set=api_key is not None,
     )
+
+
+def _base_url(value: Any, key: str, example: str) -> str:
+    url = _match(value, HTTP_URL_RE, key, "an http(s) URL without query, user or password", example)
+    return url.rstrip("/")
+
+
+def _parse_deploy_events(raw: Any) -> DeployEvents:
+    key = "ecom-infra:deployEvents"
+    obj = _mapping(raw, key, "{webhookUrl: 'https://hooks.example.com/deploys'}")
+    _unknown_keys(obj, {"webhookUrl", "timeout"}, key)
+    url = obj.get("webhookUrl")
+    return DeployEvents(
+        webhook_url=None if url is None else _match(url, HTTP_URL_RE, f"{key}.webhookUrl",
+                                                    "an http(s) URL without query, user or password",
+                                                    "https://hooks.example.com/deploys"),
+        timeout=_int(obj.get("timeout", 5), f"{key}.timeout", 1, 60, "5"),
+    )
+
+
+def event_settings(stack_config: dict[str, Any]) -> tuple[Datadog, DeployEvents]:
+    """The deploy events' settings from a stack file's raw `config:` (for `ecom-deploy deploy-event`)."""
+    return (_parse_datadog(stack_config.get("ecom-infra:datadog"), stack_file=True),
+            _parse_deploy_events(stack_config.get("ecom-infra:deployEvents")))
 
 
 def _parse_known_hosts(raw: Any, apps: tuple[App, ...]) -> tuple[str, ...]:
@@ -780,6 +828,7 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
         sha_bucket=_parse_sha_bucket(raw.get("shaBucket"), environment),
         haproxy=_parse_haproxy(raw.get("haproxy")),
         datadog=_parse_datadog(raw.get("datadog")),
+        deploy_events=_parse_deploy_events(raw.get("deployEvents")),
         git_known_hosts=_parse_known_hosts(raw.get("gitKnownHosts"), apps),
         has_tls_certificate=has_tls_certificate,
         tags=dict(sorted(tags.items())),
@@ -788,7 +837,7 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
 
 
 STRUCTURED_KEYS = ("apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
-                   "gitKnownHosts", "tags", "rollHosts")
+                   "deployEvents", "gitKnownHosts", "tags", "rollHosts")
 PLAIN_KEYS = ("environment", "awsEndpoint")
 SECRET_KEYS = ("deployKey", "sshPrivateKey", "tlsCertificate", "appSecrets")
 KNOWN_KEYS = frozenset(STRUCTURED_KEYS + PLAIN_KEYS + SECRET_KEYS)
@@ -834,6 +883,11 @@ def load() -> tuple[Settings, Secrets]:
             value = config.get(name)   # a plain string: the section's parser says what it should be
         if value is not None:
             raw[name] = value
+    # A secret set with --path makes the whole section secret; a section that is not holds it in plain text.
+    if isinstance(raw.get("datadog"), dict) and raw["datadog"].get("apiKey") is not None \
+            and not pulumi.runtime.is_config_secret(prefix + "datadog"):
+        _fail(prefix + "datadog.apiKey", f"is in plain text in the stack file: remove it and set it with "
+                                         f"`{DATADOG_API_KEY_HINT}`")
     for name in PLAIN_KEYS:
         value = config.get(name)
         if value is not None:
