@@ -884,7 +884,8 @@ def load() -> tuple[Settings, Secrets]:
         if value is not None:
             raw[name] = value
     # A secret set with --path makes the whole section secret; a section that is not holds it in plain text.
-    if isinstance(raw.get("datadog"), dict) and raw["datadog"].get("apiKey") is not None \
+    # (`{secure: ...}` is what the offline plan sees of an encrypted value: not plain text.)
+    if isinstance(raw.get("datadog"), dict) and isinstance(raw["datadog"].get("apiKey"), str) \
             and not pulumi.runtime.is_config_secret(prefix + "datadog"):
         _fail(prefix + "datadog.apiKey", f"is in plain text in the stack file: remove it and set it with "
                                          f"`{DATADOG_API_KEY_HINT}`")

@@ -2,6 +2,7 @@
 the plan gives them (no server switches before every server of the app is built and hooked)."""
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -87,3 +88,15 @@ def test_only_each_apps_first_server_runs_once_hooks_and_nothing_switches_before
     # afterBuild hooks (db:migrate) run in the build: the first publish waits for every build of the app.
     assert depends(plan, "ecom-platform-1-release-publish", "ecom-platform-2-release-build")
     assert not depends(plan, "ecom-platform-1-release-publish", "ecom-docs-1-release-build")
+
+
+def test_the_datadog_api_key_must_be_a_secret_and_only_its_presence_reaches_the_settings():
+    plain = json.dumps({"enabled": True, "apiKey": "dd-plain-key"})
+    with pytest.raises(ConfigError) as info:
+        offline_plan.run("staging", sha_file_text=SHA_FILE, config_overrides={"ecom-infra:datadog": plain})
+    assert str(info.value).startswith("ecom-infra:datadog.apiKey: is in plain text") and "dd-plain-key" not in str(
+        info.value)
+    result = offline_plan.run("staging", sha_file_text=SHA_FILE, secrets={"ecom-infra:datadog": plain})
+    assert "dd-plain-key" not in json.dumps(result.to_dict(reveal_secrets=True))
+    encrypted = json.dumps({"apiKey": {"secure": "v1:AAAA"}})      # a stack file's --path secret, offline
+    offline_plan.run("staging", sha_file_text=SHA_FILE, config_overrides={"ecom-infra:datadog": encrypted})
