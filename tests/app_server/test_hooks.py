@@ -96,3 +96,23 @@ def test_a_failing_after_publish_hook_goes_back_to_the_old_release(pair, shas):
     assert publish.returncode != 0 and "cache warm-up failed" in publish.stderr
     assert first.current() == v1 and "version v1" in first.get("/")[1]
     assert runs(first)[-1] == f"failed publishing {shas['r2']} {v1}"
+
+
+def test_hooks_get_the_apps_secrets_from_its_environment_file_and_a_hung_hook_times_out(pair, shas):
+    first, _ = pair
+    secret = "s3cret-value-for-hooks"
+    ok(first.run("app-env", stdin=first.env_file((("PAYMENT_API_KEY", secret),))))
+    sees = ("afterBuild", 'test "${#PAYMENT_API_KEY}" -eq 22 && echo "secret seen as $(id -un) in $RAILS_ENV" '
+                          '>> log/hook-runs', False, 60)
+    first.with_sha(shas["v1"], hooks=(sees,))
+    build = ok(first.run("release-build"))
+    assert runs(first) == [f"secret seen as {first.account.user} in production"] and secret not in build
+    hook_logs = list((first.app_dir / "hooks" / shas["v1"]).iterdir())
+    assert oct((first.app_dir / "hooks").stat().st_mode & 0o777) == "0o700" and len(hook_logs) == 1
+    ok(first.run("release-publish"))
+
+    hung = ("afterBuild", "sleep 60", False, 2)
+    first.with_sha(shas["r3"], hooks=(hung,))
+    failed = first.run("release-build", timeout=60)
+    assert failed.returncode != 0 and "timed out after 2s" in failed.stderr
+    assert "version v1" in first.get("/")[1]
