@@ -23,13 +23,15 @@ from .remote_steps import TRIGGER_KEY, run_steps, secret_hash
 class AppServer(pulumi.ComponentResource):
     def __init__(self, name: str, app: App, sha: str | None, host_args: HostArgs, settings: Settings,
                  ssh_private_key: pulumi.Input[str], deploy_key: pulumi.Input[str],
-                 app_secrets: pulumi.Input[dict] | None = None, opts: pulumi.ResourceOptions | None = None):
+                 app_secrets: pulumi.Input[dict] | None = None, opts: pulumi.ResourceOptions | None = None,
+                 runs_once_hooks: bool = False):
         super().__init__("ecom:app:AppServer", name, None, opts)
         self.app = app
         self.server_name = name
         self.sha = sha
         self.host = Ec2Host(name, host_args, settings, ssh_private_key, pulumi.ResourceOptions(parent=self))
-        steps = app_server_steps(spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}"))
+        steps = app_server_steps(spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}",
+                                                  runs_once_hooks=runs_once_hooks))
         self._publish = next((s for s in steps if s.name == PUBLISH_STEP), None)
         # The environment file holds the app's secrets: rendered inside the secret, fed on stdin.
         secrets_of_app = pulumi.Output.secret(app_secrets if app_secrets is not None else {}).apply(

@@ -109,7 +109,7 @@ class HaproxyPair(pulumi.ComponentResource):
     def rolling_publish(self) -> None:
         """Restart app servers one at a time per app, each drained on both nodes around its restart.
 
-        publish(server 1) -> publish(server 2) -> ... The drain is not a step on the HAProxy nodes
+        every build -> publish(server 1) -> publish(server 2) -> ... The drain is not a step on the HAProxy nodes
         (the engine starts no step after a failure, so a `ready` step after a failed publish would
         never run): each app server runs an agent HAProxy asks at every check, and the publish
         holds the lock that makes it answer "drain" (`renderers.haproxy.drained`). However the
@@ -117,8 +117,12 @@ class HaproxyPair(pulumi.ComponentResource):
         the agent's answer at every check, whatever any trigger says. Builds are not serialised.
         """
         for app in self.settings.apps:
-            after: list[pulumi.Resource] = [commands[-1] for commands in self.node_commands]
-            for server in [s for s in self.app_servers if s.app.name == app.name]:
+            servers = [s for s in self.app_servers if s.app.name == app.name]
+            # No server switches before every server of the app is built and its afterBuild hooks
+            # (db:migrate) ran: a failed build anywhere leaves the old release serving everywhere.
+            after: list[pulumi.Resource] = [*(commands[-1] for commands in self.node_commands),
+                                            *(s.commands[-1] for s in servers)]
+            for server in servers:
                 agent = run_steps(server.server_name, [agent_step()], server.host.connection,
                                   server.host.instance_id, parent=server, depends_on=[server.commands[-1]])
                 if not server.restart_triggers:      # no release on this server: nothing to restart
