@@ -22,8 +22,10 @@ import pytest
 
 from fleet import hosts as fleet_hosts
 from fleet.local import FLEET_NAME
+from components.remote_steps import as_root
 from fleet.probe import ClientLoop, Platform
-from tests.platform.test_local_fleet import KILL_DEPLOY_IN_PRECOMPILE, haproxy_status
+from fleet.ssh import Connection, SshRunner
+from tests.platform.test_local_fleet import KILL_DEPLOY_IN_PRECOMPILE
 
 from .conftest import ROWS
 
@@ -87,23 +89,80 @@ printf '%s|%s|%s|%s\n' "$current" "$running" "$half" "$(tail -n 1 "$app/revision
 # ----------------------------------------------------------------------------- looking
 
 
-def all_up(platform: Platform) -> bool:
+STATS = as_root("echo 'show stat' | socat stdio /run/haproxy/admin.sock")
+
+
+def node_connections(platform: Platform) -> dict[str, tuple[str, Connection]]:
+    """{node: (address, connection)}, read once: `up` rewrites the plan file while a case runs."""
+    plan = platform.plan()
+    found = {}
+    for node in NODES:
+        inputs = next(r["inputs"]["connection"] for r in plan["resources"]
+                      if r["type"] == "command:remote:Command" and r["name"].startswith(f"{node}-"))
+        found[node] = (plan["hosts"][node]["privateIp"], Connection.from_inputs(inputs, node))
+    return found
+
+
+def all_up(nodes: dict[str, tuple[str, Connection]]) -> bool:
     """Every server of every app is UP (not drained, not down) on both HAProxy nodes."""
     try:
-        return all(haproxy_status(node, server, app) == "UP"
-                   for node in NODES for app, servers in SERVERS.items() for server in servers)
+        with SshRunner(log=lambda line: None) as ssh:
+            for address, conn in nodes.values():
+                if not fleet_hosts.ssh_banner(address, timeout=0.5):
+                    return False     # a dead node: do not wait for SSH's dial retries
+                result = ssh.run(conn, STATS)
+                rows = [line.split(",") for line in result.stdout.splitlines()]
+                status = {(row[0], row[1]): row[17].split(" ")[0] for row in rows if len(row) > 17}
+                if result.exit_code != 0 or any(status.get((app, server)) != "UP"
+                                                for app, servers in SERVERS.items() for server in servers):
+                    return False
+        return True
     except Exception:   # noqa: BLE001 - a node that does not answer (dead host, no stats) is not normal
         return False
 
 
-def wait_all_up(platform: Platform, timeout: float) -> float | None:
-    """The monotonic time at which every server was seen UP on both nodes, or None within `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all_up(platform):
-            return time.monotonic()
-        time.sleep(0.3)
-    return None
+class Watcher:
+    """Samples all_up() in the background for the whole case: (monotonic time, every server UP)."""
+
+    def __init__(self, platform: Platform):
+        self.nodes = node_connections(platform)
+        self.samples: list[tuple[float, bool]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), all_up(self.nodes)))
+            time.sleep(0.2)
+
+    def normal_since(self, after: float) -> float | None:
+        """The first sample after `after` from which every later sample is UP; None if the last one is not."""
+        since = None
+        for at, up in self.samples:
+            if at < after:
+                continue
+            if not up:
+                since = None
+            elif since is None:
+                since = at
+        return since
+
+    def wait_normal(self, after: float, timeout: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            since = self.normal_since(after)
+            if since is not None and self.samples[-1][0] > since:   # seen UP twice in a row
+                return since
+            time.sleep(0.2)
+        return None
+
+    def __enter__(self) -> "Watcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
 
 
 def release_facts(platform: Platform, server: str) -> dict:
@@ -114,7 +173,7 @@ def release_facts(platform: Platform, server: str) -> dict:
 def leftovers(platform: Platform) -> list[str]:
     """What a fault or its recovery left behind; empty when nothing."""
     found = []
-    if not all_up(platform):
+    if not all_up(node_connections(platform)):
         found.append("a server not UP on both HAProxy nodes")
     for server in SERVERS[APP]:
         facts = release_facts(platform, server)
@@ -141,33 +200,33 @@ def staged_sha(platform: Platform) -> str:
 
 
 def run_case(platform: Platform, name: str, inject, *, zero_failures: bool = False) -> dict:
-    """Inject a fault under the steady client, wait for the platform to heal, run `make up` once, check."""
-    with ClientLoop(platform, SHOP) as client:
-        time.sleep(1.0)
+    """Inject a fault under the steady client, let it heal by itself for QUIET_S, run `make up` once, check."""
+    with ClientLoop(platform, SHOP) as client, Watcher(platform) as watcher:
+        time.sleep(0.5)
         faulted = inject()
-        healed = wait_all_up(platform, QUIET_S)
-        run_needed = healed is None
-        started = time.monotonic()
+        healed = watcher.wait_normal(faulted, QUIET_S)
+        run_started = time.monotonic()
         nxt = platform.local("up", check=False)
-        run_seconds = time.monotonic() - started
-        if healed is None:
-            healed = wait_all_up(platform, 60)
-        time.sleep(1.0)
+        run_seconds = time.monotonic() - run_started
+        watcher.wait_normal(faulted, 60)
+        time.sleep(0.5)
+    normal = watcher.normal_since(faulted)
     failures = [t for t, ok in client.events if not ok and t >= faulted]
-    normal = max([healed or time.monotonic(), *failures])
     row = {"case": name, "requests": client.ok + client.failed, "failed": client.failed,
-           "to_normal": normal - faulted, "run_needed": run_needed, "run_s": run_seconds,
+           "to_normal": (max([normal, *failures]) - faulted) if normal is not None else "never",
+           "run_needed": healed is None, "run_s": run_seconds,
            "converges": nxt.returncode == 0 and runs_staged(platform, staged_sha(platform)),
            "next_run": nxt}
     left = leftovers(platform)
     row["left"] = "; ".join(left) or "nothing"
     ROWS.append({k: v for k, v in row.items() if k != "next_run"})
-    print(f"\n[faults] {name}: {row['failed']} of {row['requests']} failed, {row['to_normal']:.1f} s to normal, "
-          f"run needed: {run_needed}, next run exit {nxt.returncode} ({run_seconds:.0f} s), left: {row['left']}")
+    print(f"\n[faults] {name}: {row['failed']} of {row['requests']} failed ({client.errors[:3]}), "
+          f"to normal {row['to_normal']}, run needed: {row['run_needed']}, next run exit {nxt.returncode} "
+          f"({run_seconds:.0f} s), left: {row['left']}")
     assert nxt.returncode == 0, f"{name}: the next run failed:\n{nxt.stdout[-2000:]}\n{nxt.stderr[-2000:]}"
     assert row["converges"], f"{name}: the next run did not make every server run the staged release"
     assert not left, f"{name}: left behind: {left}"
-    assert healed is not None, f"{name}: not every server UP on both nodes 60 s after the next run"
+    assert normal is not None, f"{name}: not every server UP on both nodes 60 s after the next run"
     if zero_failures:
         assert client.failed == 0, f"{name}: {client.failed} failed requests: {client.errors[:5]}"
     return row
@@ -286,8 +345,15 @@ def test_app_host_killed_is_started_again_by_the_next_run(platform):
 def test_app_host_whose_sshd_died_is_rebooted_by_the_next_run(platform):
     """systemd runs but sshd is dead (a failed status check): `up` reboots the host, as auto-recovery would."""
     def kill() -> float:
-        # --runtime: the mask lives in /run, so the reboot brings sshd back as a new boot would.
-        platform.on_host("ecom-platform-2", "systemctl mask --runtime --now ssh.service >/dev/null 2>&1")
+        # --runtime: the mask lives in /run, so the reboot brings sshd back as a new boot would. Detached:
+        # stopping sshd ends this very session.
+        platform.on_host("ecom-platform-2", "setsid bash -c 'sleep 0.3; systemctl mask --runtime --now "
+                                            "ssh.service' </dev/null >/dev/null 2>&1 &")
+        address = platform.plan()["hosts"]["ecom-platform-2"]["privateIp"]
+        deadline = time.monotonic() + 30
+        while fleet_hosts.ssh_banner(address, timeout=0.5):
+            assert time.monotonic() < deadline, "sshd still answers 30 s after it was stopped"
+            time.sleep(0.1)
         return time.monotonic()
 
     row = run_case(platform, "app host sshd dead (failed status check)", kill)
