@@ -12,7 +12,7 @@ from fleet.local import FLEET_NAME
 from fleet.probe import Platform
 
 ROWS: list[dict] = []
-COLUMNS = (("case", "case", 44), ("requests", "requests", 8), ("failed", "failed", 6),
+COLUMNS = (("case", "case", 49), ("requests", "requests", 8), ("failed", "failed", 6),
            ("to_normal", "s to normal", 11), ("run_needed", "needs a run", 11), ("converges", "next run converges", 18),
            ("left", "left behind", 11))
 
@@ -33,8 +33,8 @@ def platform() -> Platform:
 def format_table(rows: list[dict]) -> list[str]:
     def cell(row: dict, key: str) -> str:
         value = row.get(key, "")
-        if isinstance(value, bool):
-            return "yes" if value else "NO"
+        if isinstance(value, bool):      # a case that did not converge stands out
+            return "yes" if value else ("NO" if key == "converges" else "no")
         if isinstance(value, float):
             return f"{value:.1f}"
         return str(value)
