@@ -26,10 +26,11 @@ from ecom_infra.errors import ConfigError
 from . import eip, hosts, moto, network
 from .hosts import say
 from .network import FleetError
-from .spec import STATE_ROOT, FleetSpec, load, load_saved, save, state_dir
+from .spec import STATE_ROOT, FleetSpec, HostSpec, load, load_saved, save, state_dir
 
 DEFAULT_NAME = "ecomfleet"
 SSHD_TIMEOUT = 60.0
+SSHD_GRACE = 5.0
 NEEDED_PROGRAMS = ("ip", "iptables", "iptables-restore", "unshare", "pivot_root", "mount", "umount", "sysctl",
                    "mknod", "findmnt", "hostname")
 NEEDED_FILES = ("/lib/systemd/systemd", "/usr/sbin/sshd", "/usr/bin/sudo")
@@ -151,6 +152,48 @@ def wait_for_sshd(spec: FleetSpec, boots: dict[str, tuple[subprocess.Popen, floa
         if pending and time.monotonic() > deadline:
             raise FleetError(f"{sorted(pending)[0]}: sshd did not answer within {SSHD_TIMEOUT:.0f} s")
         time.sleep(0.05)
+
+
+def host_problem(spec: FleetSpec, host: HostSpec) -> str | None:
+    """Why a host of a running fleet is not running, or None when it is (systemd up and sshd answering)."""
+    if not Path("/run/netns", spec.netns(host)).exists():
+        return "its network namespace is gone"
+    if hosts.pid1(spec.name, host.name) is None:
+        return "its systemd is not running"
+    deadline = time.monotonic() + SSHD_GRACE   # sshd being restarted by its unit is not a dead host
+    while not hosts.ssh_banner(str(host.address), timeout=0.5):
+        if time.monotonic() > deadline:
+            return f"systemd runs but sshd has not answered for {SSHD_GRACE:.0f} s"
+        time.sleep(0.2)
+    return None
+
+
+def recover(spec: FleetSpec) -> list[tuple[str, str]]:
+    """Start again every host of a running fleet that is not running, as AWS treats its instances: a stopped
+    one (systemd or its namespace gone) is started again; one whose systemd runs but whose sshd is dead (a
+    failed status check) is rebooted, as auto-recovery would. Either way it keeps its address and its root
+    disk (the upper layer), and enabled units start in boot order. Returns [(host, what was done)]."""
+    done: list[tuple[str, str]] = []
+    with fleet_lock():
+        boots: dict[str, tuple[subprocess.Popen, float]] = {}
+        for index, host in enumerate(spec.hosts):
+            problem = host_problem(spec, host)
+            if problem is None:
+                continue
+            rebooted = hosts.pid1(spec.name, host.name) is not None
+            action = ("rebooted, as AWS auto-recovery would" if rebooted
+                      else "started again, as a stopped instance is")
+            say(host.name, f"not running ({problem}): {action} (same address, same root disk)")
+            hosts.kill_host(spec.name, host.name)
+            if not Path("/run/netns", spec.netns(host)).exists():
+                network.run(["ip", "link", "del", "dev", spec.veth(index)], check=False)  # left by a lost netns
+                network.create_host_link(spec, index, host)
+            boots[host.name] = (hosts.boot(spec, host), time.monotonic())
+            done.append((host.name, "rebooted" if rebooted else "started again"))
+        if boots:
+            wait_for_sshd(FleetSpec(**{**spec.__dict__, "hosts": tuple(h for h in spec.hosts if h.name in boots)}),
+                          boots)
+    return done
 
 
 def up(spec: FleetSpec, keep_on_failure: bool = False) -> None:

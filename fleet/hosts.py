@@ -123,7 +123,17 @@ def spawn(argv: list[str], cgroup: Path, log: Path, cwd: Path | None = None,
 
 def kill_all(name: str, timeout: float = 10.0) -> int:
     """Kill every process of the fleet and remove its cgroups; returns how many processes there were."""
-    top = fleet_cgroup(name)
+    return kill_cgroup(fleet_cgroup(name), timeout)
+
+
+def kill_host(name: str, host: str, timeout: float = 10.0) -> int:
+    """Kill one host (its systemd and everything it runs) at once, as pulling an instance's power would;
+    its root disk (the upper layer) and network namespace stay. Returns how many processes there were."""
+    return kill_cgroup(host_cgroup(name, host), timeout)
+
+
+def kill_cgroup(top: Path, timeout: float = 10.0) -> int:
+    """Kill every process in a cgroup tree and remove its cgroups; returns how many processes there were."""
     if not top.is_dir():
         return 0
     count = len(cgroup_pids(top))

@@ -46,7 +46,8 @@ from . import spec as fleet_spec
 from .cloud import MotoMocks
 from .executor import StepFailed, run_plan
 from .origin import HISTORIES, build_origin
-from .ssh import Connection, SshRunner
+from .network import FleetError
+from .ssh import Connection, SshError, SshRunner
 
 STACK = "local"
 FLEET_NAME = "ecomfleet"
@@ -170,16 +171,19 @@ def start_or_grow(raw: dict, running: fleet_spec.FleetSpec | None, work: Path) -
             json.dump(raw, out)
         subprocess.run([sys.executable, "-m", "fleet", "up", "--spec", str(path)], check=True, cwd=PROJECT_DIR)
         return spec
-    from .__main__ import fleet_lock, wait_for_sshd  # noqa: PLC0415 - the fleet CLI's own helpers
+    from .__main__ import fleet_lock, recover, wait_for_sshd  # noqa: PLC0415 - the fleet CLI's own helpers
 
     known = {h.name for h in running.hosts}
     removed = known - {h.name for h in spec.hosts}
     if removed:
         raise ConfigError("Pulumi.local.yaml", f"hosts {sorted(removed)} left the stack; shrinking a running "
                                                "fleet is not supported: run `make down` first")
+    # A host of the running fleet that died is started again first, as AWS would treat its instance.
+    recovered = recover(running)
     new = [(i, h) for i, h in enumerate(spec.hosts) if h.name not in known]
     if not new:
-        say("fleet", f"{len(spec.hosts)} hosts already up")
+        still = len(spec.hosts) - len(recovered)
+        say("fleet", f"{still} hosts already up" + (f", {len(recovered)} started again" if recovered else ""))
         return spec
     with fleet_lock():
         fleet_spec.save(spec)
@@ -200,14 +204,30 @@ def run_as_root(spec: fleet_spec.FleetSpec, keys: Keys, host_names: list[str], s
     from components.remote_steps import as_root  # noqa: PLC0415
 
     with SshRunner(log=lambda line: None) as ssh:
-        for name in host_names:
+        conns = {}
+        for name in host_names:   # every host reachable before the script runs on any (nothing half-done)
             host = spec.host(name)
-            conn = Connection.from_inputs({"host": str(host.address), "user": "admin", "privateKey": keys.admin[0],
-                                           "hostKey": host.host_public_key}, name)
-            result = ssh.run(conn, as_root(script), stdin=stdin)
+            conns[name] = Connection.from_inputs({"host": str(host.address), "user": "admin",
+                                                  "privateKey": keys.admin[0], "hostKey": host.host_public_key},
+                                                 name)
+            try:
+                ssh.run(conns[name], "true")
+            except SshError as err:
+                raise FleetError(f"{name} ({host.address}): cannot log in over SSH, nothing was run: "
+                                 f"{_one_line(str(err))}") from None
+        for name in host_names:
+            try:
+                result = ssh.run(conns[name], as_root(script), stdin=stdin)
+            except SshError as err:
+                raise FleetError(f"{name}: lost the SSH connection during a setup script: "
+                                 f"{_one_line(str(err))}") from None
             if result.exit_code != 0:
                 tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-                raise RuntimeError(f"{name}: setup script failed (exit {result.exit_code}): {tail}")
+                raise FleetError(f"{name}: setup script failed (exit {result.exit_code}): {tail}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def give_instance_credentials(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec,
@@ -392,6 +412,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fleet.local: error: {exc}", file=sys.stderr)
         return 2
+    except FleetError as exc:
+        # A host that cannot be reached or started: one line naming it, no traceback.
+        print(f"fleet.local: error: {exc}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        # A helper (`python -m fleet`, `ecom-deploy`) failed and printed its own error above.
+        print(f"fleet.local: error: python {' '.join(map(str, exc.cmd[1:4]))} exited {exc.returncode}", file=sys.stderr)
+        return 1
     except StepFailed as exc:
         # The executor already printed the step's progress; this names the host, the resource and the
         # tail of its stderr. The state file keeps what succeeded: the next `up` retries the rest.

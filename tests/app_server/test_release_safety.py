@@ -156,6 +156,11 @@ def test_nginx_and_puma_are_enabled_for_boot_on_every_run(host, tmp_path):
     out = run_with_fake_systemctl(host, "nginx-site", calls)        # the site is unchanged: enabled anyway
     assert "nginx-site: nginx enabled" in out
     assert "enable --quiet nginx" in calls.read_text().splitlines()
+    # Debian's unit never restarts a dead nginx: the step's drop-in does (once, then unchanged).
+    dropin = Path(host.spec.systemd_dir) / "nginx.service.d" / "ecom-restart.conf"
+    assert "Restart=on-failure" in dropin.read_text().splitlines() and "daemon-reload" in calls.read_text()
+    assert "nginx-site: nginx restarts when it dies" in out
+    assert "nginx restarts when it dies" not in run_with_fake_systemctl(host, "nginx-site", calls)
     run_with_fake_systemctl(host, "puma-unit", calls)
     assert f"enable --quiet {host.spec.unit_name}" in calls.read_text().splitlines()
     calls.write_text("")
