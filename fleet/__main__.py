@@ -131,8 +131,8 @@ def start_all(spec: FleetSpec) -> None:
     say("moto", f"EC2 warmed up ({moto.warm_up(spec):.1f} s: its first call loads the AMI catalogue)")
     eip.start(spec)  # after the warm-up: the follower's short timeouts would fail on moto's first EC2 call
     say("eip", f"following {spec.eip.allocation_id or '(no allocation yet)'} for {spec.eip.address}")
-    imds.start(spec)
-    say("imds", f"metadata service for the hosts at {imds.ADDRESS} ({spec.bridge.gateway}:{imds.PORT})")
+    say("imds", f"metadata service for the hosts at {imds.ADDRESS} ({spec.bridge.gateway}:{imds.PORT}): "
+                f"up ({imds.start(spec):.1f} s)")
     wait_for_sshd(spec, boots)
     say("fleet", f"{len(spec.hosts)} hosts up in {time.monotonic() - started:.1f} s")
 

@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import hosts
+from .network import FleetError
 from .spec import FleetSpec, load_saved, state_dir
 
 from .network import IMDS_ADDRESS as ADDRESS
@@ -49,17 +50,23 @@ class Metadata:
     """Instances and their profiles' credentials, read from moto; cached, since an instance keeps its address."""
 
     def __init__(self, endpoint: str, region: str = "us-east-1"):
-        from . import moto  # noqa: PLC0415 - boto3 is slow to import; only the daemon needs it
-
-        self.region = region
-        self.ec2 = moto.client(endpoint, "ec2", region)
-        self.iam = moto.client(endpoint, "iam", region)
-        self.sts = moto.client(endpoint, "sts", region)
+        self.endpoint, self.region = endpoint, region
         self.lock = threading.Lock()
+        self.clients: dict[str, object] = {}
         self.credentials: dict[str, dict] = {}   # role arn + instance id -> credentials document
+        self.credentials_lock = threading.Lock()
+
+    def client(self, service: str):
+        """A moto client made on first use, so the responder listens before boto3 has loaded (seconds)."""
+        from . import moto  # noqa: PLC0415 - boto3 is slow to import
+
+        with self.lock:
+            if service not in self.clients:
+                self.clients[service] = moto.client(self.endpoint, service, self.region)
+        return self.clients[service]
 
     def instance(self, address: str) -> dict | None:
-        reservations = self.ec2.describe_instances(Filters=[
+        reservations = self.client("ec2").describe_instances(Filters=[
             {"Name": "private-ip-address", "Values": [address]},
             {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
         found = [i for r in reservations for i in r["Instances"]]
@@ -70,18 +77,19 @@ class Metadata:
         arn = (instance.get("IamInstanceProfile") or {}).get("Arn")
         if not arn:
             return None
-        profile = self.iam.get_instance_profile(InstanceProfileName=arn.rsplit("/", 1)[-1])["InstanceProfile"]
+        profile = self.client("iam").get_instance_profile(InstanceProfileName=arn.rsplit("/", 1)[-1])["InstanceProfile"]
         roles = profile.get("Roles") or []
         return {"profile_arn": profile["Arn"], "profile_id": profile["InstanceProfileId"],
                 "role_arn": roles[0]["Arn"], "role_name": roles[0]["RoleName"]} if roles else None
 
     def role_credentials(self, instance: dict, role: dict) -> dict:
         key = f"{role['role_arn']} {instance['InstanceId']}"
-        with self.lock:
+        sts = self.client("sts")
+        with self.credentials_lock:
             cached = self.credentials.get(key)
             if cached and cached["_expires"] - time.time() > RENEW_BEFORE_S:
                 return cached
-            made = self.sts.assume_role(RoleArn=role["role_arn"], RoleSessionName=instance["InstanceId"])
+            made = sts.assume_role(RoleArn=role["role_arn"], RoleSessionName=instance["InstanceId"])
             creds = made["Credentials"]
             expires = creds["Expiration"]
             document = {
@@ -231,8 +239,20 @@ def run_daemon(name: str) -> int:
     return 0
 
 
-def start(spec: FleetSpec):
-    """Start the responder in the fleet cgroup; it outlives `up`."""
+def start(spec: FleetSpec, timeout: float = 30.0) -> float:
+    """Start the responder in the fleet cgroup (it outlives `up`); seconds until it accepted a connection."""
     argv = [sys.executable, "-m", "fleet", "imds-daemon", "--name", spec.name]
-    return hosts.spawn(argv, hosts.fleet_cgroup(spec.name) / "imds", state_dir(spec.name) / "imds.log",
-                       cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    log_file = state_dir(spec.name) / "imds.log"
+    proc = hosts.spawn(argv, hosts.fleet_cgroup(spec.name) / "imds", log_file, cwd=REPO_ROOT,
+                       env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    started = time.monotonic()
+    while True:
+        try:
+            socket.create_connection((str(spec.bridge.gateway), PORT), timeout=0.5).close()
+            return time.monotonic() - started
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() - started > timeout:
+            lines = log_file.read_text(errors="replace").strip().splitlines() or ["(no log)"]
+            raise FleetError(f"metadata service did not start on {spec.bridge.gateway}:{PORT}: {lines[-1]}")
+        time.sleep(0.1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -23,8 +24,20 @@ TOKEN = ("curl -sS -f -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
          "http://169.254.169.254/latest/api/token")
 
 
-def imds_get(path: str, token: str = '"$token"') -> str:
-    return f"curl -sS -f -H \"X-aws-ec2-metadata-token: {token}\" http://169.254.169.254/latest/meta-data/{path}"
+def imds_get(path: str) -> str:
+    return f'curl -sS -f -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/{path}'
+
+
+def as_root(fleet: Fleet, host: str, script: str) -> subprocess.CompletedProcess:
+    return fleet.ssh(host, f"sudo -n bash -c {shlex.quote(script)}")
+
+
+def imds_log(fleet: Fleet) -> str:
+    """The responder's log, for failure messages."""
+    try:
+        return (fleet_spec.state_dir(fleet.name) / "imds.log").read_text()[-3000:]
+    except FileNotFoundError:
+        return "(no imds.log)"
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +121,9 @@ def test_root_gets_a_token_and_the_profile_credentials(fleet: Fleet, instances: 
     script = (f"token=$({TOKEN}) && {imds_get('instance-id')} && echo && "
               f"role=$({imds_get('iam/security-credentials/')}) && echo \"$role\" && "
               f"{imds_get('iam/security-credentials/$role')}")
-    out = fleet.ssh_ok("ecom-app-1", f"sudo -n bash -c {json.dumps(script)}")
-    instance_id, role, document = out.split("\n", 2)
+    proc = as_root(fleet, "ecom-app-1", script)
+    assert proc.returncode == 0, f"{proc.stderr}\n{imds_log(fleet)}"
+    instance_id, role, document = proc.stdout.split("\n", 2)
     assert instance_id == instances["ecom-app-1"]
     assert role == ROLE
     creds = json.loads(document)
@@ -124,12 +138,12 @@ def test_root_gets_a_token_and_the_profile_credentials(fleet: Fleet, instances: 
 @pytest.mark.fleet
 def test_the_metadata_service_refuses_requests_without_a_valid_token(fleet: Fleet, instances: dict) -> None:
     code = "curl -s -o /dev/null -w '%{http_code}\\n' "
-    out = fleet.ssh_ok("ecom-app-1", "sudo -n bash -c " + json.dumps(
+    proc = as_root(fleet, "ecom-app-1",
         f"{code}http://169.254.169.254/latest/meta-data/instance-id; "
         f"{code}-H 'X-aws-ec2-metadata-token: forged' http://169.254.169.254/latest/meta-data/instance-id; "
         f"{code}-X PUT http://169.254.169.254/latest/api/token; "
-        f"{code}-X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 21601' http://169.254.169.254/latest/api/token"))
-    assert out.split() == ["401", "401", "400", "400"]
+        f"{code}-X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 21601' http://169.254.169.254/latest/api/token")
+    assert proc.stdout.split() == ["401", "401", "400", "400"], f"{proc.stderr}\n{imds_log(fleet)}"
 
 
 @pytest.mark.fleet
@@ -145,10 +159,10 @@ def test_the_first_step_fails_loudly_on_a_host_whose_user_data_lacks_the_rule(fl
     check = render("host/wait_for_cloud_init.sh.j2")
     proc = fleet.ssh("ecom-norule-1", TOKEN)                   # the hole the rule closes: admin gets a token
     assert proc.returncode == 0 and proc.stdout, proc.stderr
-    failing = fleet.ssh("ecom-norule-1", f"sudo -n bash -c {json.dumps('set -euo pipefail; ' + check)}")
+    failing = as_root(fleet, "ecom-norule-1", "set -euo pipefail\n" + check)
     assert failing.returncode == 1
     assert "error: a non-root process reached the instance metadata service" in failing.stderr
-    passing = fleet.ssh("ecom-app-1", f"sudo -n bash -c {json.dumps('set -euo pipefail; ' + check)}")
+    passing = as_root(fleet, "ecom-app-1", "set -euo pipefail\n" + check)
     assert passing.returncode == 0, passing.stderr
 
 
@@ -182,3 +196,25 @@ def test_a_container_behind_the_host_gets_no_token_hop_limit_1(fleet: Fleet, ins
         run("ip", "netns", "exec", netns, "iptables", "-t", "nat", "-F", "POSTROUTING")
     # The host itself, in the same moment, gets its token.
     assert fleet.ssh_ok("ecom-app-1", f"sudo -n {TOKEN}").strip()
+
+
+def boot_marks(fleet: Fleet, host: str) -> dict[str, float]:
+    """Seconds from the host's systemd start to sshd active and to cloud-init's last stage done (if any)."""
+    units = ["ssh.service", "cloud-init-local.service", "cloud-init.service", "cloud-final.service"]
+    out = fleet.ssh_ok(host, "systemctl show -p UserspaceTimestampMonotonic --value; for u in "
+                             + " ".join(units) + "; do systemctl show -p ActiveEnterTimestampMonotonic --value $u; "
+                             "done")
+    start, *marks = [int(x or 0) for x in out.split()]
+    return {unit: round((mark - start) / 1e6, 2) for unit, mark in zip(units, marks) if mark}
+
+
+@pytest.mark.fleet
+def test_boot_time_through_cloud_init_stays_reasonable(fleet: Fleet) -> None:
+    """Reported with -s: a fleet-made host (as before) against an instance host booting through cloud-init."""
+    before, after = boot_marks(fleet, "ecom-platform-1"), boot_marks(fleet, "ecom-app-1")
+    blame = fleet.ssh_ok("ecom-app-1", "sudo -n cloud-init analyze blame 2>/dev/null | head -n 12")
+    print(f"\n[boot] fleet-made host: {before}\n[boot] cloud-init host: {after}\n[boot] cloud-init analyze blame:\n"
+          f"{blame}")
+    assert set(after) == {"ssh.service", "cloud-init-local.service", "cloud-init.service", "cloud-final.service"}
+    assert after["ssh.service"] >= after["cloud-init.service"]     # sshd starts only with the pinned key in place
+    assert after["cloud-final.service"] < 60, after
