@@ -8,8 +8,9 @@ What `up` does, each stage printed as it goes:
  1. keys: the fleet's own admin, deploy and git-host keys (ed25519, kept mode 600 in the
     state dir, hidden from the hosts); they replace the local stack's example keys;
  2. the offline plan of the local stack says which hosts exist (names, addresses, pinned
-    host keys); the fleet boots one system-container host per EC2 instance plus the git
-    host, or adds the hosts a grown stack declares to a running fleet;
+    host keys, user data); the fleet boots one system-container host per EC2 instance (through
+    cloud-init, from the instance's user data) plus the git host, or adds the hosts a grown
+    stack declares to a running fleet;
  3. the git host gets the bare repositories of the real Rails apps (fleet/origin);
  4. moto gets the sha bucket and, if it has none yet, a sha file staged with
     `ecom-deploy stage` at each app's first version;

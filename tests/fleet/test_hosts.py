@@ -379,10 +379,13 @@ def test_hosts_reach_nothing_else(fleet: Fleet, outside: str) -> None:
         out = fleet.ssh("ecom-platform-1",
                         f"curl -s -m 3 -o /dev/null -w '%{{http_code}}' http://{outside}:8080/; echo \" $?\"; "
                         f"timeout 3 bash -c '</dev/tcp/{fleet.gateway}/{port}' 2>/dev/null; echo $?; "
+                        f"timeout 3 bash -c '</dev/tcp/{fleet.gateway}/80' 2>/dev/null; echo $?; "
                         "cat /proc/sys/net/ipv6/conf/all/disable_ipv6")
-    curl_code, curl_rc, tcp_rc, ipv6_off = out.stdout.split()
+    curl_code, curl_rc, tcp_rc, imds_direct_rc, ipv6_off = out.stdout.split()
     assert curl_code == "000" and curl_rc != "0", "a host reached an address outside the bridge"
     assert tcp_rc != "0", "a host reached a non-moto port on the gateway"
+    # The metadata responder listens there, but only for connections made to 169.254.169.254.
+    assert imds_direct_rc != "0", "a host reached the metadata responder other than at 169.254.169.254"
     assert ipv6_off == "1"
 
 
