@@ -13,7 +13,7 @@ creates `admin` with the key pair and passwordless sudo, and applies the user da
 git host) has no user data: the fleet writes its only SSH host key and its `admin` user itself.
 
 Every process the fleet starts lives in one cgroup tree `<cgroup2>/ecom-fleet-<fleet>/`: `host-<name>` per
-host, `moto`, `eip`. `kill_all` writes `cgroup.kill` there, which ends every process of the fleet, including
+host, `moto`, `eip`, `imds`. `kill_all` writes `cgroup.kill` there, which ends every process of the fleet, including
 ones a host's systemd forked, without needing to know a single pid.
 """
 from __future__ import annotations
