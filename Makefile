@@ -26,9 +26,8 @@ setup-system:
 	  trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
-	  case " $$missing " in *" cloud-init "*) mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled; \
-	    echo "[setup] cloud-init is for the fleet's hosts: disabled on this machine (/etc/cloud/cloud-init.disabled)";; \
-	  esac; fi
+	  if printf '%s\n' $$missing | grep -qx cloud-init; then mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled; \
+	    echo "[setup] cloud-init is for the fleet's hosts: disabled on this machine (/etc/cloud/cloud-init.disabled)"; fi; fi
 
 setup-python: $(VENV)/.installed
 

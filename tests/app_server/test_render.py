@@ -329,7 +329,8 @@ def _first_scripts() -> dict[str, str]:
 def test_the_first_step_on_each_host_waits_for_cloud_init_when_the_image_has_it():
     assert app_server_steps(BASE)[0].name == "deploy-user"
     for role, script in _first_scripts().items():
-        guard = script.index("if command -v cloud-init >/dev/null 2>&1 && [ ! -e /etc/cloud/cloud-init.disabled ]")
+        guard = script.index("if command -v cloud-init >/dev/null 2>&1 && [ ! -e /etc/cloud/cloud-init.disabled ] "
+                             "&& [ -d /run/systemd/system ]; then")
         assert script.index("cloud-init status --wait") > guard, role
         assert script.index("cloud-init status --wait") < script.find("apt-get") or "apt-get" not in script
     later = [s.create for s in app_server_steps(BASE)[1:]]
@@ -361,8 +362,10 @@ def test_the_cloud_init_wait_runs(tmp_path, stub_rc, step_rc, said, disabled):
     marker = tmp_path / "cloud-init.disabled"     # the machine's own marker must not decide this test
     if disabled:
         marker.touch()
+    systemd = tmp_path / "systemd"                  # as on a host booted with systemd
+    systemd.mkdir()
     script = ("set -euo pipefail\n" + render("host/wait_for_cloud_init.sh.j2") + "echo next-line\n").replace(
-        "/etc/cloud/cloud-init.disabled", str(marker))
+        "/etc/cloud/cloud-init.disabled", str(marker)).replace("/run/systemd/system", str(systemd))
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
                           env={"PATH": f"{bindir}:/usr/bin:/bin"})
     assert done.returncode == step_rc, done.stderr
