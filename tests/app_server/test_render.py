@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -354,6 +355,11 @@ def test_the_cloud_init_wait_runs(tmp_path, stub_rc, step_rc, said, disabled):
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
+    # Only the programs the snippet uses, never this machine's own cloud-init (the Makefile installs one).
+    for tool in ("bash", "id", "timeout", "tail", "tr", "runuser"):
+        found = shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        assert found, tool
+        (bindir / tool).symlink_to(found)
     if stub_rc is not None:            # None: an image without cloud-init
         stub = bindir / "cloud-init"
         stub.write_text(f"#!/bin/sh\n[ \"$2\" = --long ] && echo 'status: done'\necho \"$@\" >> {tmp_path}/calls\n"
@@ -367,7 +373,7 @@ def test_the_cloud_init_wait_runs(tmp_path, stub_rc, step_rc, said, disabled):
     script = ("set -euo pipefail\n" + render("host/wait_for_cloud_init.sh.j2") + "echo next-line\n").replace(
         "/etc/cloud/cloud-init.disabled", str(marker)).replace("/run/systemd/system", str(systemd))
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
-                          env={"PATH": f"{bindir}:/usr/bin:/bin"})
+                          env={"PATH": str(bindir)})
     assert done.returncode == step_rc, done.stderr
     assert said in done.stderr
     assert ("next-line" in done.stdout) == (step_rc == 0)
