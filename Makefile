@@ -5,10 +5,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STACK ?= staging
 # Host programs the tests and the local fleet run for real. The fleet's hosts are overlays of this machine's root,
-# so what an EC2 Debian image has and the hosts use comes from here too (dbus: systemctl as a non-root user).
+# so what an EC2 Debian image has and the hosts use comes from here too (dbus: systemctl as a non-root user;
+# cloud-init boots the instance hosts from their user data; nftables: the user data's metadata-service rule).
 APT_PACKAGES := shellcheck haproxy keepalived nginx-light openssh-server openssh-client iproute2 iptables \
 	git curl sudo socat ruby ruby-rails puma ruby-sprockets-rails ruby-sqlite3 bundler python3-boto3 systemd dbus \
-	util-linux procps openssl
+	util-linux procps openssl cloud-init nftables
 
 .PHONY: setup setup-system setup-python up down test test-fast test-fresh-root plan bench clean tools
 
@@ -24,7 +25,9 @@ setup-system:
 	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
 	  trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; fi
+	  apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	  if printf '%s\n' $$missing | grep -qx cloud-init; then mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled; \
+	    echo "[setup] cloud-init is for the fleet's hosts: disabled on this machine (/etc/cloud/cloud-init.disabled)"; fi; fi
 
 setup-python: $(VENV)/.installed
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ecom_infra.errors import ConfigError
 
-from . import eip, hosts, moto, network
+from . import eip, hosts, imds, moto, network
 from .hosts import say
 from .network import FleetError
 from .spec import STATE_ROOT, FleetSpec, HostSpec, load, load_saved, save, state_dir
@@ -132,6 +132,8 @@ def start_all(spec: FleetSpec) -> None:
     say("moto", f"EC2 warmed up ({moto.warm_up(spec):.1f} s: its first call loads the AMI catalogue)")
     eip.start(spec)  # after the warm-up: the follower's short timeouts would fail on moto's first EC2 call
     say("eip", f"following {spec.eip.allocation_id or '(no allocation yet)'} for {spec.eip.address}")
+    say("imds", f"metadata service for the hosts at {imds.ADDRESS} ({spec.bridge.gateway}:{imds.PORT}): "
+                f"up ({imds.start(spec):.1f} s)")
     wait_for_sshd(spec, boots)
     say("fleet", f"{len(spec.hosts)} hosts up in {time.monotonic() - started:.1f} s")
 
@@ -313,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     which = p_eip.add_mutually_exclusive_group(required=True)
     which.add_argument("--allocation-id", help="eipalloc-... (or 'none' to route the EIP nowhere)")
     which.add_argument("--spec", help="take the name and eip.allocation_id from an updated spec")
-    p_daemon = sub.add_parser("eip-daemon", help=argparse.SUPPRESS)
-    p_daemon.add_argument("--name", required=True)
+    for daemon in ("eip-daemon", "imds-daemon"):
+        p_daemon = sub.add_parser(daemon, help=argparse.SUPPRESS)
+        p_daemon.add_argument("--name", required=True)
     return parser
 
 
@@ -331,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             set_eip(args)
         elif args.command == "eip-daemon":
             return eip.run_daemon(args.name)
+        elif args.command == "imds-daemon":
+            return imds.run_daemon(args.name)
     except ConfigError as exc:
         print(f"fleet: error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@
 `MotoMocks` answers the program's resource registrations like the offline mocks, except
 for the resources other hosts act on through the AWS API: EC2 instances, the Elastic IP
 are created in moto (over HTTP), and their ids are moto's, so the keepalived takeover
-script on a HAProxy node changes real moto state (keepalived owns the EIP's association; the
+script on a HAProxy node changes real moto state; the IAM role and instance profile too, so the
+host's metadata service hands out that role's credentials (keepalived owns the EIP's association; the
 program declares none). Each instance's
 private IP is the address of the fleet host that plays it. Creation is idempotent (found
 again by a tag), so re-running the plan reuses what exists, like a Pulumi state would.
@@ -36,6 +37,7 @@ class MotoMocks(PlanMocks):
 
     def __post_init__(self) -> None:
         self.ec2 = ec2_client(self.endpoint, self.region)
+        self.iam = moto.client(self.endpoint, "iam", self.region)
         # The SDK registers resources from a thread pool: one moto change at a time.
         self._lock = threading.Lock()
 
@@ -84,6 +86,10 @@ class MotoMocks(PlanMocks):
             rid, state = self._instance(args.name, inputs, state)
         elif args.typ == "aws:ec2/eip:Eip":
             rid, state = self._eip(args.name, state)
+        elif args.typ == "aws:iam/role:Role":
+            self._role(state["name"], inputs)
+        elif args.typ == "aws:iam/instanceProfile:InstanceProfile":
+            self._profile(state["name"], inputs["role"])
         elif args.typ == "aws:ec2/eipAssociation:EipAssociation":
             self._associate(inputs["allocationId"], inputs["instanceId"])
         return [rid, state]
@@ -92,13 +98,39 @@ class MotoMocks(PlanMocks):
         found = self._find_instance(name)
         if found is None:
             cidr = self.subnet_cidrs.get(inputs.get("subnetId", ""), "10.0.1.0/24")
+            # The profile is what the host's metadata service (fleet/imds.py) hands out credentials of.
+            profile = {"IamInstanceProfile": {"Name": inputs["iamInstanceProfile"]}} \
+                if inputs.get("iamInstanceProfile") else {}
             found = self.ec2.run_instances(
                 ImageId=self._image(), MinCount=1, MaxCount=1, InstanceType=inputs.get("instanceType", "t3.micro"),
                 SubnetId=self._moto_subnet(cidr), PrivateIpAddress=state["privateIp"],
-                TagSpecifications=self._tagged(name))["Instances"][0]
+                TagSpecifications=self._tagged(name), **profile)["Instances"][0]
         state.update(privateIp=found["PrivateIpAddress"],
                      arn=f"arn:aws:ec2:{self.region}:123456789012:instance/{found['InstanceId']}")
         return found["InstanceId"], state
+
+    def _role(self, name: str, inputs: dict) -> None:
+        """The role in moto's IAM (found again by name), for the instance profile's credentials."""
+        from botocore.exceptions import ClientError  # noqa: PLC0415
+
+        try:
+            self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=inputs["assumeRolePolicy"],
+                                 Description=inputs.get("description", ""))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "EntityAlreadyExists":
+                raise
+
+    def _profile(self, name: str, role: str) -> None:
+        from botocore.exceptions import ClientError  # noqa: PLC0415
+
+        try:
+            self.iam.create_instance_profile(InstanceProfileName=name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "EntityAlreadyExists":
+                raise
+        roles = self.iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]
+        if role not in [r["RoleName"] for r in roles]:
+            self.iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
 
     def _eip(self, name: str, state: dict) -> tuple[str, dict]:
         addresses = self.ec2.describe_addresses(Filters=[{"Name": f"tag:{NAME_TAG}", "Values": [name]}])["Addresses"]

@@ -8,8 +8,9 @@ What `up` does, each stage printed as it goes:
  1. keys: the fleet's own admin, deploy and git-host keys (ed25519, kept mode 600 in the
     state dir, hidden from the hosts); they replace the local stack's example keys;
  2. the offline plan of the local stack says which hosts exist (names, addresses, pinned
-    host keys); the fleet boots one system-container host per EC2 instance plus the git
-    host, or adds the hosts a grown stack declares to a running fleet;
+    host keys, user data); the fleet boots one system-container host per EC2 instance (through
+    cloud-init, from the instance's user data) plus the git host, or adds the hosts a grown
+    stack declares to a running fleet;
  3. the git host gets the bare repositories of the real Rails apps (fleet/origin);
  4. moto gets the sha bucket and, if it has none yet, a sha file staged with
     `ecom-deploy stage` at each app's first version;
@@ -150,12 +151,16 @@ def fleet_spec_from(fleet: LocalFleet, result: offline_plan.PlanResult, keys: Ke
     """
     private_keys = {r.name[:-len("-host-key")]: offline_plan.plan_mocks.unwrap(r.state)["privateKeyOpenssh"]
                     for r in result.resources if r.type == "tls:index/privateKey:PrivateKey"}
+    # Each instance boots through cloud-init from the plan's user data (which installs the host key above).
+    user_data = {r.name: offline_plan.plan_mocks.unwrap(r.inputs)["userData"]
+                 for r in result.resources if r.type == "aws:ec2/instance:Instance"}
     authorized = [f"{keys.admin[1]} fleet-admin"]
     wanted = {fleet.git_name: {"name": fleet.git_name, "address": fleet.git_address, "host_key": keys.git_host[0],
                                "authorized_keys": authorized}}
     for name, host in result.hosts().items():
         wanted[name] = {"name": name, "address": host["privateIp"], "host_key": private_keys[name],
-                        "authorized_keys": authorized}
+                        "authorized_keys": authorized, "user_data": user_data[name],
+                        "instance_id": host["instanceId"]}
     order = [h.name for h in running.hosts] if running else []
     order += sorted(n for n in wanted if n not in order)
     return {"name": fleet.name, "bridge": fleet.bridge, "eip": {"address": fleet.eip_address, "allocation_id": None},
@@ -228,16 +233,6 @@ def run_as_root(spec: fleet_spec.FleetSpec, keys: Keys, host_names: list[str], s
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def give_instance_credentials(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec,
-                              result: offline_plan.PlanResult) -> None:
-    """What an instance profile gives on AWS: credentials for the AWS API (here moto's)."""
-    names = sorted(result.hosts())
-    script = render("fleet/instance-credentials.sh.j2", key_id=ENV["AWS_ACCESS_KEY_ID"],
-                    secret=ENV["AWS_SECRET_ACCESS_KEY"], region=ENV["AWS_DEFAULT_REGION"])
-    run_as_root(spec, keys, names, script)
-    say("fleet", f"instance credentials for moto on {len(names)} hosts")
 
 
 # ----------------------------------------------------------------------------- git origin and sha file
@@ -356,7 +351,6 @@ def up(fleet: LocalFleet) -> int:
     shape = offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides)
     running = fleet_spec.load_saved(fleet.name)
     spec = start_or_grow(fleet_spec_from(fleet, shape, keys, running), running, fleet.state)
-    give_instance_credentials(fleet, keys, spec, shape)
     tags = publish_origin(fleet, keys, spec, fleet.state)
     seed_sha_file(fleet, tags)
     deploy_started = int(time.time())

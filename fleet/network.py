@@ -24,6 +24,8 @@ from ecom_infra.errors import ConfigError
 from .spec import FleetSpec, HostSpec
 
 ALIAS_PREFIX = "ecom-fleet:"
+IMDS_ADDRESS = "169.254.169.254"
+IMDS_PORT = 80  # where fleet/imds.py listens on the gateway
 # (table, built-in chain) pairs the fleet hooks into; teardown searches exactly these for its jumps.
 HOOKS = (("filter", "INPUT"), ("filter", "FORWARD"), ("nat", "PREROUTING"), ("nat", "OUTPUT"),
          ("nat", "POSTROUTING"))
@@ -132,6 +134,9 @@ def firewall_rules(spec: FleetSpec) -> str:
         f"-A {p}-INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
         f"-A {p}-INPUT -d {gw}/32 -p tcp -m tcp --dport {spec.moto_port} -j ACCEPT",
         f"-A {p}-INPUT -d {gw}/32 -p icmp -j ACCEPT",
+        # The metadata service (fleet/imds.py), only for connections made to 169.254.169.254:80.
+        f"-A {p}-INPUT -d {gw}/32 -p tcp -m tcp --dport {IMDS_PORT} -m conntrack --ctstate DNAT "
+        f"--ctorigdst {IMDS_ADDRESS}/32 --ctorigdstport 80 -j ACCEPT",
         f"-A {p}-INPUT -j {reject}",
         # Host to host (bridged, and EIP traffic routed back onto the bridge) only; never out of the bridge.
         f"-A {p}-FORWARD -i {br} -o {br} -j ACCEPT",
@@ -143,6 +148,10 @@ def firewall_rules(spec: FleetSpec) -> str:
         "*nat",
         f":{p}-EIP - [0:0]",
         f":{p}-POST - [0:0]",
+        f":{p}-IMDS - [0:0]",
+        # Each host's 169.254.169.254 is the fleet's metadata responder on the gateway (one per fleet, so two
+        # fleets on one machine never answer each other's hosts).
+        f"-A {p}-IMDS -i {br} -p tcp -m tcp --dport 80 -j DNAT --to-destination {gw}:{IMDS_PORT}",
         # The EIP holder answers a DNATed connection to the gateway, so the reply comes back through the
         # machine and conntrack can undo the DNAT (otherwise a host calling the EIP gets a reply from a
         # stranger's address and drops it).
@@ -150,6 +159,7 @@ def firewall_rules(spec: FleetSpec) -> str:
         f"-I PREROUTING 1 -d {spec.eip.address}/32 -j {p}-EIP",
         f"-I OUTPUT 1 -d {spec.eip.address}/32 -j {p}-EIP",
         f"-I POSTROUTING 1 -j {p}-POST",
+        f"-I PREROUTING 1 -d {IMDS_ADDRESS}/32 -j {p}-IMDS",
         "COMMIT",
         "",
     ])

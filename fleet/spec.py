@@ -27,6 +27,8 @@ IFACE_NAME = re.compile(r"[a-z][a-z0-9]{0,14}")
 # Host names double as the hostname and part of the netns name: RFC 1123 labels, lower case.
 HOST_NAME = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?")
 ALLOCATION_ID = re.compile(r"eipalloc-[0-9a-f]{8,17}")
+INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+MAX_USER_DATA = 16384  # EC2's limit on user data (before base64)
 AUTHORIZED_KEY = re.compile(
     r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\n\r]*)?")
 TOP_KEYS = {"name", "bridge", "hosts", "eip", "moto"}
@@ -51,6 +53,14 @@ class HostSpec:
     host_key: str = ""  # OpenSSH private key text; a secret, kept out of repr
     host_public_key: str = ""  # "ssh-ed25519 AAAA...", derived from host_key
     authorized_keys: tuple[str, ...] = ()
+    # An EC2 instance's host: cloud-init boots it from this user data (NoCloud seed) and the instance id;
+    # the fleet then writes neither its host key nor its admin user. Empty: a fleet-made host (the git host).
+    user_data: str = ""  # a secret (it carries the host key), kept out of repr
+    instance_id: str = ""
+
+    @property
+    def cloud_init(self) -> bool:
+        return bool(self.user_data)
 
     def __repr__(self) -> str:  # never show the private key in a traceback or log
         return f"HostSpec(name={self.name!r}, address={str(self.address)!r})"
@@ -175,7 +185,7 @@ def _hosts(value: object, bridge: BridgeSpec) -> tuple[HostSpec, ...]:
     seen_addresses = {bridge.gateway}
     for index, item in enumerate(value):
         key = f"hosts[{index}]"
-        obj = _mapping(item, key, {"name", "address", "host_key", "authorized_keys"},
+        obj = _mapping(item, key, {"name", "address", "host_key", "authorized_keys", "user_data", "instance_id"},
                        {"name", "address", "host_key", "authorized_keys"})
         name = _match(obj["name"], f"{key}.name", HOST_NAME, "ecom-platform-1")
         if name in seen_names:
@@ -185,10 +195,11 @@ def _hosts(value: object, bridge: BridgeSpec) -> tuple[HostSpec, ...]:
             raise ConfigError(f"{key}.address", f"{address} is already the gateway's or another host's")
         private, public = _host_key(obj["host_key"], f"{key}.host_key")
         keys = _authorized_keys(obj["authorized_keys"], f"{key}.authorized_keys")
+        user_data, instance_id = _cloud_init(obj, key, public)
         seen_names.add(name)
         seen_addresses.add(address)
         hosts.append(HostSpec(name=name, address=address, host_key=private, host_public_key=public,
-                              authorized_keys=keys))
+                              authorized_keys=keys, user_data=user_data, instance_id=instance_id))
     return tuple(hosts)
 
 
@@ -205,6 +216,25 @@ def _host_key(value: object, key: str) -> tuple[str, str]:
     public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     text = value if value.endswith("\n") else value + "\n"
     return text, public.decode()
+
+
+def _cloud_init(obj: dict, key: str, public: str) -> tuple[str, str]:
+    """(user data, instance id) of an instance host, or ("", "") for a fleet-made one; never echoes the data."""
+    if "user_data" not in obj and "instance_id" not in obj:
+        return "", ""
+    if "user_data" not in obj or "instance_id" not in obj:
+        missing = "user_data" if "user_data" not in obj else "instance_id"
+        raise ConfigError(f"{key}.{missing}", "is required when the other of user_data/instance_id is given")
+    data = obj["user_data"]
+    if not isinstance(data, str) or not data.startswith("#cloud-config\n"):
+        raise ConfigError(f"{key}.user_data", "must be cloud-config text starting with '#cloud-config'")
+    if len(data.encode()) > MAX_USER_DATA:
+        raise ConfigError(f"{key}.user_data", f"is larger than EC2's {MAX_USER_DATA} bytes")
+    # sshd must present the key the fleet pins: the user data installs it, so it must be this host's key.
+    if public.split()[1] not in data:
+        raise ConfigError(f"{key}.user_data", "does not install this host's host_key (ssh_keys.ed25519_public)")
+    instance_id = _match(obj["instance_id"], f"{key}.instance_id", INSTANCE_ID, "i-0123456789abcdef0")
+    return data, instance_id
 
 
 def _authorized_keys(value: object, key: str) -> tuple[str, ...]:

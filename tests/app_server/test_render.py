@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -329,7 +330,8 @@ def _first_scripts() -> dict[str, str]:
 def test_the_first_step_on_each_host_waits_for_cloud_init_when_the_image_has_it():
     assert app_server_steps(BASE)[0].name == "deploy-user"
     for role, script in _first_scripts().items():
-        guard = script.index("if command -v cloud-init >/dev/null 2>&1; then")
+        guard = script.index("if command -v cloud-init >/dev/null 2>&1 && [ ! -e /etc/cloud/cloud-init.disabled ] "
+                             "&& [ -d /run/systemd/system ]; then")
         assert script.index("cloud-init status --wait") > guard, role
         assert script.index("cloud-init status --wait") < script.find("apt-get") or "apt-get" not in script
     later = [s.create for s in app_server_steps(BASE)[1:]]
@@ -344,26 +346,40 @@ def test_every_apt_get_waits_for_the_dpkg_lock():
     assert calls and all("-o DPkg::Lock::Timeout=" in line for line in calls), calls
 
 
-@pytest.mark.parametrize("stub_rc,step_rc,said", [(0, 0, ""), (2, 0, "warning: cloud-init finished with"),
-                                                  (1, 1, "error: cloud-init failed (exit 1)"), (None, 0, "")])
-def test_the_cloud_init_wait_runs(tmp_path, stub_rc, step_rc, said):
+@pytest.mark.parametrize("stub_rc,step_rc,said,disabled", [
+    (0, 0, "", False), (2, 0, "warning: cloud-init finished with", False),
+    (1, 1, "error: cloud-init failed (exit 1)", False), (None, 0, "", False),
+    (1, 0, "", True)])                 # disabled on this machine: never asked, even if it would fail
+def test_the_cloud_init_wait_runs(tmp_path, stub_rc, step_rc, said, disabled):
     from renderers import render  # noqa: PLC0415
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
+    # Only the programs the snippet uses, never this machine's own cloud-init (the Makefile installs one).
+    for tool in ("bash", "id", "timeout", "tail", "tr", "runuser"):
+        found = shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        assert found, tool
+        (bindir / tool).symlink_to(found)
     if stub_rc is not None:            # None: an image without cloud-init
         stub = bindir / "cloud-init"
         stub.write_text(f"#!/bin/sh\n[ \"$2\" = --long ] && echo 'status: done'\necho \"$@\" >> {tmp_path}/calls\n"
                         f"exit {stub_rc}\n")
         stub.chmod(0o755)
-    script = "set -euo pipefail\n" + render("host/wait_for_cloud_init.sh.j2") + "echo next-line\n"
+    marker = tmp_path / "cloud-init.disabled"     # the machine's own marker must not decide this test
+    if disabled:
+        marker.touch()
+    systemd = tmp_path / "systemd"                  # as on a host booted with systemd
+    systemd.mkdir()
+    script = ("set -euo pipefail\n" + render("host/wait_for_cloud_init.sh.j2") + "echo next-line\n").replace(
+        "/etc/cloud/cloud-init.disabled", str(marker)).replace("/run/systemd/system", str(systemd))
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
-                          env={"PATH": f"{bindir}:/usr/bin:/bin"})
+                          env={"PATH": str(bindir)})
     assert done.returncode == step_rc, done.stderr
     assert said in done.stderr
     assert ("next-line" in done.stdout) == (step_rc == 0)
     if stub_rc is not None:
-        assert "status --wait" in (tmp_path / "calls").read_text()
+        calls = tmp_path / "calls"
+        assert (calls.exists() and "status --wait" in calls.read_text()) == (not disabled)
 
 
 def test_linked_paths_reach_the_layout_and_the_build_quoted():

@@ -26,7 +26,21 @@ from fleet import network  # noqa: E402
 from tests.support.keys import new_ssh_key as keypair  # noqa: E402
 
 FLEET_NAME = "ecomtest"
-HOST_NAMES = ("ecom-platform-1", "ecom-lb-1")
+# Instance hosts boot through cloud-init from the program's user data (the second one's lacks the IMDS rule);
+# the others are fleet-made hosts like the git host (the fleet writes their host key and admin user).
+INSTANCE_HOSTS = {"ecom-app-1": "i-0a000000000000001", "ecom-norule-1": "i-0a000000000000002"}
+HOST_NAMES = ("ecom-platform-1", "ecom-lb-1", *INSTANCE_HOSTS)
+
+
+def user_data(host: str, private: str, public: str) -> str:
+    """The program's user data for this host key; `ecom-norule-1`'s without the nftables IMDS rule."""
+    from renderers.host import IMDS_RULE, render_cloud_init  # noqa: PLC0415
+
+    text = render_cloud_init(private, public)
+    if host == "ecom-norule-1":
+        text = "\n".join(line for line in text.splitlines() if IMDS_RULE not in line) + "\n"
+        text = text.replace("bootcmd:\n", "").replace("runcmd:\n", "")
+    return text
 
 
 def free_cidr(skip: tuple[ipaddress.IPv4Network, ...] = ()) -> ipaddress.IPv4Network:
@@ -119,6 +133,8 @@ def make_spec(name: str, bridge: str, cidr: ipaddress.IPv4Network, host_names: t
         private, public = keypair()
         hosts.append({"name": host, "address": str(base[10 + index]), "host_key": private,
                       "authorized_keys": [f"{client_public} test-admin"]})
+        if host in INSTANCE_HOSTS:
+            hosts[-1].update(user_data=user_data(host, private, public), instance_id=INSTANCE_HOSTS[host])
         publics[host] = public
     spec = {"name": name, "bridge": {"name": bridge, "cidr": str(cidr), "gateway": str(base[0])},
             "hosts": hosts, "eip": {"address": str(base[99]), "allocation_id": None},

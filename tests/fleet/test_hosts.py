@@ -26,7 +26,8 @@ from ecom_infra.errors import ConfigError
 from fleet import hosts, network
 from fleet import moto as fleet_moto
 from fleet import spec as fleet_spec
-from tests.fleet.conftest import ROOT, Fleet, fleet_cli, free_cidr, keypair, make_spec, require_root, write_private
+from tests.fleet.conftest import (ROOT, Fleet, fleet_cli, free_cidr, keypair, make_spec, require_root, user_data,
+                                  write_private)
 
 BOOT_SCRIPT = ROOT / "fleet" / "host-boot.sh"
 
@@ -84,6 +85,11 @@ def valid_spec() -> dict:
     return spec
 
 
+def public_of(private: str) -> str:
+    key = serialization.load_ssh_private_key(private.encode(), password=None)
+    return key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
 def rsa_private_key() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
@@ -111,6 +117,16 @@ BAD_SPECS = {
     "bad allocation id": (lambda s: s["eip"].update(allocation_id="alloc-1"), "eip.allocation_id: "),
     "moto port as text": (lambda s: s["moto"].update(port="5000"), "moto.port: "),
     "interface name too long": (lambda s: s["bridge"].update(name="a-very-long-bridge-name"), "bridge.name: "),
+    "user data without instance id": (lambda s: s["hosts"][0].update(user_data="#cloud-config\n"),
+                                      "hosts[0].instance_id: is required"),
+    "user data not cloud-config": (lambda s: s["hosts"][0].update(user_data="#!/bin/sh\n", instance_id="i-0123abcd"),
+                                   "hosts[0].user_data: must be cloud-config"),
+    "user data installing another key": (lambda s: s["hosts"][0].update(
+        user_data=s["hosts"][1]["user_data"] if "user_data" in s["hosts"][1] else "#cloud-config\n",
+        instance_id="i-0123abcd"), "hosts[0].user_data: does not install this host's host_key"),
+    "bad instance id": (lambda s: s["hosts"][0].update(user_data=user_data("h", s["hosts"][0]["host_key"],
+                                                                            public_of(s["hosts"][0]["host_key"])),
+                                                       instance_id="instance-1"), "hosts[0].instance_id: "),
 }
 
 
@@ -363,10 +379,13 @@ def test_hosts_reach_nothing_else(fleet: Fleet, outside: str) -> None:
         out = fleet.ssh("ecom-platform-1",
                         f"curl -s -m 3 -o /dev/null -w '%{{http_code}}' http://{outside}:8080/; echo \" $?\"; "
                         f"timeout 3 bash -c '</dev/tcp/{fleet.gateway}/{port}' 2>/dev/null; echo $?; "
+                        f"timeout 3 bash -c '</dev/tcp/{fleet.gateway}/80' 2>/dev/null; echo $?; "
                         "cat /proc/sys/net/ipv6/conf/all/disable_ipv6")
-    curl_code, curl_rc, tcp_rc, ipv6_off = out.stdout.split()
+    curl_code, curl_rc, tcp_rc, imds_direct_rc, ipv6_off = out.stdout.split()
     assert curl_code == "000" and curl_rc != "0", "a host reached an address outside the bridge"
     assert tcp_rc != "0", "a host reached a non-moto port on the gateway"
+    # The metadata responder listens there, but only for connections made to 169.254.169.254.
+    assert imds_direct_rc != "0", "a host reached the metadata responder other than at 169.254.169.254"
     assert ipv6_off == "1"
 
 

@@ -123,6 +123,13 @@ def test_make_up_computes_one_deploy_event_per_app_that_changed(platform):
         assert line.endswith(": success (event sent to nowhere)")
 
 
+def test_every_instance_host_booted_through_cloud_init_and_has_no_credentials_file(platform):
+    plan = json.loads((STATE / "plan.json").read_text())
+    for host in sorted(plan["hosts"]):
+        out = on_host(host, "cloud-init status; cloud-init query platform; ls -A /root/.aws 2>/dev/null | wc -l")
+        assert out.split() == ["status:", "done", "nocloud", "0"], f"{host}: {out}"
+
+
 def test_second_run_with_same_inputs_runs_nothing():
     again = local("up")
     assert "[executor] nothing to do: " in again.stdout
@@ -365,6 +372,12 @@ def test_failover_moves_the_eip_and_the_master_coming_back_does_not_take_it():
     time.sleep(6)
     assert eip_holder() == "haproxy-b"          # nopreempt: no flap back
     assert get(SHOP)[0] == 200
+    # haproxy-b moved the EIP with its instance profile's credentials from the metadata service (no other
+    # credentials exist on the host: the previous test).
+    instance_b = json.loads((STATE / "plan.json").read_text())["hosts"]["haproxy-b"]["instanceId"]
+    imds_log = (fleet_spec.state_dir(FLEET_NAME) / "imds.log").read_text()
+    assert f"{instance_b}: credentials of " in imds_log
+    assert f"associated with {instance_b}" in on_host("haproxy-b", "journalctl -t ecom-notify-master --no-pager")
 
 
 def test_a_deploy_after_a_failover_leaves_the_eip_with_the_new_master():
