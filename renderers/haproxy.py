@@ -39,9 +39,11 @@ INTERFACE_PLACEHOLDER = "@@VRRP_INTERFACE@@"
 PASSWORD_PLACEHOLDER = "@@VRRP_PASSWORD@@"
 
 # Priorities: the preferred first master wins the initial election; nopreempt keeps whoever is
-# master afterwards (see templates/haproxy/keepalived.conf.j2).
-MASTER_PRIORITY = 150
-BACKUP_PRIORITY = 100
+# master afterwards (see templates/haproxy/keepalived.conf.j2). Both are high on purpose: a backup
+# told by a priority-0 advert that the master gave up waits its skew time, (256 - priority) / 256
+# advert intervals, before taking over: 0.61 s at priority 100, 0.06 s at 240.
+MASTER_PRIORITY = 250
+BACKUP_PRIORITY = 240
 
 # HAProxy's agent-check asks this port on each app server whether to drain it (AgentLayout).
 AGENT_PORT = 8099
@@ -211,10 +213,17 @@ class KeepalivedLayout:
     pgrep: str = "/usr/bin/pgrep"
     python: str = "/usr/bin/python3"
     service: ServiceControl = field(default_factory=lambda: ServiceControl.systemd("keepalived"))
+    haproxy_stopped_file: str = "/run/ecom-haproxy-stopped"
+    """keepalived's track_file: 1 while haproxy's unit is stopped, 0 once it has started."""
+    haproxy_dropin: str | None = "/etc/systemd/system/haproxy.service.d/ecom-keepalived.conf"
+    """The haproxy unit drop-in that writes `haproxy_stopped_file`; None where systemd does not run haproxy."""
+    daemon_reload: tuple[str, ...] = ("systemctl", "daemon-reload")
 
     def validate(self) -> None:
-        for name in ("config_path", "notify_path", "keepalived_bin", "pgrep", "python"):
+        for name in ("config_path", "notify_path", "keepalived_bin", "pgrep", "python", "haproxy_stopped_file"):
             _check_path(getattr(self, name), f"keepalived_layout.{name}")
+        if self.haproxy_dropin is not None:
+            _check_path(self.haproxy_dropin, "keepalived_layout.haproxy_dropin")
 
 
 @dataclass(frozen=True)
@@ -242,8 +251,8 @@ class HaproxyNodeSpec:
     check_fall: int = 2
     check_rise: int = 2
     advert_int_s: int = 1
-    notify_attempts: int = 5
-    notify_retry_delay_s: float = 2.0
+    notify_attempts: int = 8
+    notify_retry_delay_s: float = 0.5
 
     def validate(self) -> None:
         key = f"haproxy_nodes[{self.name}]"
