@@ -181,6 +181,20 @@ class AppServerSpec:
         return f"{self.systemd_dir}/{self.unit_name}"
 
     @property
+    def socket_unit_name(self) -> str:
+        """systemd's unit that holds puma's socket across restarts (systemd hosts only)."""
+        return f"puma-{self.app}.socket"
+
+    @property
+    def socket_unit_path(self) -> str:
+        return f"{self.systemd_dir}/{self.socket_unit_name}"
+
+    @property
+    def socket_flag(self) -> str:
+        """Set when the socket unit changed: the next publish re-creates the socket (puma stopped meanwhile)."""
+        return f"{self.app_dir}/.socket-changed"
+
+    @property
     def nginx_site_path(self) -> str:
         return f"{self.nginx_dir}/sites-available/{self.app}.conf"
 
@@ -336,6 +350,10 @@ def render_puma_unit(spec: AppServerSpec) -> str:
     return render("app_server/puma.service.j2", spec=spec)
 
 
+def render_puma_socket(spec: AppServerSpec) -> str:
+    return render("app_server/puma.socket.j2", spec=spec)
+
+
 def render_nginx_site(spec: AppServerSpec) -> str:
     listen = f"{spec.http_bind}:{spec.http_port}" if spec.http_bind else str(spec.http_port)
     return render("app_server/nginx_site.conf.j2", spec=spec, listen=listen,
@@ -405,7 +423,14 @@ def puma_config_step(spec: AppServerSpec) -> Step:
 
 
 def puma_unit_step(spec: AppServerSpec) -> Step:
-    return _file_step("puma-unit", "puma_unit.sh.j2", spec, render_puma_unit(spec))
+    """puma's service unit and, under systemd, the socket unit that keeps its socket across restarts."""
+    unit = render_puma_unit(spec)
+    if spec.service_manager != "systemd":
+        return _file_step("puma-unit", "puma_unit.sh.j2", spec, unit)
+    socket = render_puma_socket(spec)
+    return Step(name="puma-unit", create=_script("puma_unit.sh.j2", spec, content=_file_block(unit),
+                                                 socket_content=_file_block(socket)),
+                triggers=(content_hash(unit + socket),))
 
 
 def nginx_site_step(spec: AppServerSpec) -> Step:
