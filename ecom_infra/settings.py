@@ -91,6 +91,7 @@ class App:
     health_check_timeout: int
     puma_workers: int
     puma_threads: int
+    restart_batch: int = 1   # servers whose puma restarts at once; default: all but one (parse_app)
     linked_dirs: tuple[str, ...] = DEFAULT_LINKED_DIRS   # release paths linked to the same path under shared/
     linked_files: tuple[str, ...] = DEFAULT_LINKED_FILES
     env: tuple[tuple[str, str], ...] = ()   # plain variables from the stack file, sorted by name
@@ -403,7 +404,8 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
     key = f"ecom-infra:apps[{index}]"
     obj = _mapping(raw, key, EXAMPLE_APP)
     _unknown_keys(obj, {"name", "repo", "branch", "servers", "instanceType", "hostnames", "healthCheckPath",
-                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "linkedDirs", "linkedFiles", "env"}, key)
+                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "restartBatch", "linkedDirs", "linkedFiles",
+                        "env"}, key)
     if "name" not in obj:
         _fail(f"{key}.name", "is required", "ecom-platform")
     name = _match(obj["name"], APP_NAME_RE, f"{key}.name",
@@ -412,11 +414,15 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
     if "repo" not in obj:
         _fail(f"{key}.repo", "is required", "git@github.com:emami/ecom-platform.git")
     hostnames = _list(obj.get("hostnames"), f"{key}.hostnames", "[shop.example.com]", min_items=1)
+    servers = _int(obj.get("servers", 2), f"{key}.servers", 1, 100, "2")
+    # Never the whole app at once (some server must serve while the others restart), unless it has one server.
+    most = max(1, servers - 1)
     return App(
         name=name,
         repo=parse_git_remote(obj["repo"], f"{key}.repo"),
         branch=_branch(obj.get("branch", "master"), f"{key}.branch"),
-        servers=_int(obj.get("servers", 2), f"{key}.servers", 1, 100, "2"),
+        servers=servers,
+        restart_batch=_restart_batch(obj.get("restartBatch", most), f"{key}.restartBatch", servers),
         instance_type=_match(obj.get("instanceType", defaults["instanceType"]), INSTANCE_TYPE_RE,
                              f"{key}.instanceType", "an EC2 instance type", "t3.small"),
         hostnames=tuple(_match(h, HOSTNAME_RE, f"{key}.hostnames[{i}]", "a lowercase DNS name",
@@ -429,6 +435,16 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
         **_linked_paths(obj, key),
         env=env_pairs(obj.get("env"), f"{key}.env", secret=False),
     )
+
+
+def _restart_batch(raw: Any, key: str, servers: int) -> int:
+    """How many of an app's servers restart at once: 1 up to all but one (all, when the app has one server)."""
+    most = max(1, servers - 1)
+    value = _int(raw, key, 1, 100, str(most))
+    if value > most:
+        _fail(key, f"must be at most {most}: the app has {servers} server{'s' if servers > 1 else ''} and "
+              "one keeps serving while the others restart", str(most))
+    return value
 
 
 def env_pairs(raw: Any, key: str, *, secret: bool) -> tuple[tuple[str, str], ...]:

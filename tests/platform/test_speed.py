@@ -1,5 +1,6 @@
 """Speed on the local fleet (issue 16), measured with the benchmarks' own code so the figures printed here
-are the ones `bench/failover.py` prints: failover outage under a steady client.
+are the ones `bench/failover.py` and `bench/restart.py` print: failover outage, and failed requests while puma
+restarts with no HAProxy drain, under a steady client.
 
 One fleet for the module (as tests/platform/test_local_fleet.py, never both at once). Timing asserts carry the
 issue's targets; the figures are printed (`pytest -s`) for the record.
@@ -11,6 +12,7 @@ import statistics
 import pytest
 
 from bench.failover import PEER, failovers
+from bench.restart import SERVER, SOCKET, report, restart
 from fleet import spec as fleet_spec
 from fleet.local import FLEET_NAME
 from fleet.probe import Platform
@@ -39,3 +41,23 @@ def test_failover_outage_is_at_most_1_5_s_and_the_eip_moves_once_per_stop():
         assert result.holders in ((result.stopped_on, PEER[result.stopped_on]), (PEER[result.stopped_on],)), result
     assert [r.stopped_on for r in results] == ["haproxy-a", "haproxy-b", "haproxy-a"]
     assert statistics.median(r.outage_s for r in results) <= 1.5, results
+
+
+def test_puma_takes_its_socket_from_systemd():
+    assert P.on_host(SERVER, f"systemctl is-active {SOCKET}").strip() == "active"
+    log = P.on_host(SERVER, "cat /srv/www/ecom-platform/shared/log/puma.stdout.log")
+    assert "* Activated unix:///srv/www/ecom-platform/shared/tmp/sockets/puma.sock" in log
+
+
+def test_an_undrained_restart_with_the_socket_held_fails_no_request():
+    held = restart(P, "socket held")
+    report(held)
+    assert held.failed == 0, held
+    assert held.requests > 20
+
+
+def test_an_undrained_restart_that_closes_the_socket_fails_requests():
+    """The measurement above can fail: without the socket held, requests to this server fail meanwhile."""
+    closed = restart(P, "socket closed")
+    report(closed)
+    assert closed.failed > 0, closed
