@@ -45,8 +45,13 @@ def test_failover_outage_is_at_most_1_5_s_and_the_eip_moves_once_per_stop():
 
 def test_puma_takes_its_socket_from_systemd():
     assert P.on_host(SERVER, f"systemctl is-active {SOCKET}").strip() == "active"
-    log = P.on_host(SERVER, "cat /srv/www/ecom-platform/shared/log/puma.stdout.log")
-    assert "* Activated unix:///srv/www/ecom-platform/shared/tmp/sockets/puma.sock" in log
+    # One listening socket on the path, held by systemd (PID 1 of the host) and by puma, which took it over.
+    listening = P.on_host(SERVER, "ss -xlpn src /srv/www/ecom-platform/shared/tmp/sockets/puma.sock")
+    rows = [line for line in listening.splitlines() if "puma.sock" in line]
+    assert len(rows) == 1, listening
+    assert "pid=1," in rows[0] and ("puma" in rows[0] or "ruby" in rows[0]), rows[0]
+    journal = P.on_host(SERVER, "journalctl -o cat -u puma-ecom-platform.service")
+    assert "* Activated unix:///srv/www/ecom-platform/shared/tmp/sockets/puma.sock" in journal
 
 
 def test_an_undrained_restart_with_the_socket_held_fails_no_request():
