@@ -3,8 +3,8 @@
 Two ways, on ecom-platform-1 while ecom-platform-2 serves too (HAProxy round-robins between them):
   socket held    `systemctl restart` of puma's service: its socket unit keeps the listening socket, so requests
                  wait in the backlog for the new puma (what a release's publish does now)
-  socket closed  puma's service and socket stopped, then started: nginx finds no socket meanwhile (what a restart
-                 did when puma bound its own socket)
+  socket closed  puma's service and socket stopped, 3 s (puma's boot here), then started: nginx finds no socket
+                 meanwhile (what a restart did when puma bound its own socket)
 Printed per way: failed requests of all sent, and the slowest successful answer (a request that waited for puma's
 boot). The client waits up to 15 s per request, as a browser would, and sends the next one 50 ms after an answer.
 Needs root; starts the fleet and takes it down again.
@@ -25,7 +25,8 @@ SERVER = "ecom-platform-1"
 UNIT, SOCKET = "puma-ecom-platform.service", "puma-ecom-platform.socket"
 WAYS = {
     "socket held": f"systemctl restart {UNIT}",
-    "socket closed": f"systemctl stop {UNIT} {SOCKET} && systemctl start {UNIT}",
+    # As when puma bound its own socket: no socket from puma's stop until the new puma has booted (about 3 s here).
+    "socket closed": f"systemctl stop {UNIT} {SOCKET} && sleep 3 && systemctl start {UNIT}",
 }
 
 

@@ -29,7 +29,10 @@ class AppServer(pulumi.ComponentResource):
         self.server_name = name
         self.sha = sha
         self.host = Ec2Host(name, host_args, settings, ssh_private_key, pulumi.ResourceOptions(parent=self))
-        steps = app_server_steps(spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}"))
+        spec = spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}")
+        # Under systemd puma's socket outlives its restarts: a publish needs a drain only when it re-creates it.
+        self.drain_only_if = spec.socket_flag if spec.service_manager == "systemd" else None
+        steps = app_server_steps(spec)
         self._publish = next((s for s in steps if s.name == PUBLISH_STEP), None)
         # The environment file holds the app's secrets: rendered inside the secret, fed on stdin.
         secrets_of_app = pulumi.Output.secret(app_secrets if app_secrets is not None else {}).apply(

@@ -107,8 +107,9 @@ class HaproxyPair(pulumi.ComponentResource):
                                   health=APP_HEALTH)
 
     def rolling_publish(self) -> None:
-        """Restart each app's servers in batches of `apps[].restartBatch` (default all but one), each batch
-        drained on both nodes around its restart, after every server of the app has built its release.
+        """Restart each app's servers in batches of `apps[].restartBatch` (default all but one), after every
+        server of the app has built its release. Under systemd puma's socket outlives the restart (requests wait
+        for the new puma), so a publish is drained on both nodes only when it re-creates that socket.
 
         builds of all servers -> publish(batch 1) -> publish(batch 2) -> ... A build that fails stops the
         deploy before any server restarts; a publish that fails stops it before the next batch. The drain is
@@ -129,7 +130,8 @@ class HaproxyPair(pulumi.ComponentResource):
             for first in range(0, len(restarting), app.restart_batch):
                 batch = restarting[first:first + app.restart_batch]
                 published = [s.publish(depends_on=[*agents[s.server_name], *after],
-                                       wrap=lambda step: drained(step, APP_HEALTH)) for s in batch]
+                                       wrap=lambda step, s=s: drained(step, APP_HEALTH, only_if=s.drain_only_if))
+                             for s in batch]
                 after = [p for p in published if p is not None]
 
     def summary(self) -> pulumi.Output[dict]:

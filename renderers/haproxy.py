@@ -45,6 +45,9 @@ PASSWORD_PLACEHOLDER = "@@VRRP_PASSWORD@@"
 MASTER_PRIORITY = 250
 BACKUP_PRIORITY = 240
 
+# `timeout check` in haproxy.cfg: a check unanswered this long fails.
+CHECK_TIMEOUT_S = 5
+
 # HAProxy's agent-check asks this port on each app server whether to drain it (AgentLayout).
 AGENT_PORT = 8099
 AGENT_STEP = "haproxy-agent"
@@ -329,7 +332,7 @@ def render_haproxy_cfg(backends: tuple[Backend, ...] | list[Backend], *, tls: bo
     agent = agent or AgentLayout()
     agent.validate()
     return render("haproxy/haproxy.cfg.j2", backends=backends, tls=tls, default_app=default_app,
-                  health=health, layout=layout, agent=agent)
+                  health=health, layout=layout, agent=agent, check_timeout_s=CHECK_TIMEOUT_S)
 
 
 # --------------------------------------------------------------------------- keepalived
@@ -555,17 +558,22 @@ def agent_step(agent: AgentLayout = AgentLayout()) -> Step:
                 triggers=(content_hash(script + unit),))
 
 
-def drained(step: Step, health: HealthCheck = HealthCheck(), agent: AgentLayout = AgentLayout()) -> Step:
+def drained(step: Step, health: HealthCheck = HealthCheck(), agent: AgentLayout = AgentLayout(),
+            only_if: str | None = None) -> Step:
     """`step` (a release-publish) run while this app server's agent answers "drain".
 
     The lock that makes the agent say "drain" is held by the wrapping shell only, so the server
-    is ready again however the step ends (see templates/haproxy/drained.sh.j2)."""
+    is ready again however the step ends (see templates/haproxy/drained.sh.j2).
+    `only_if`: a file on the app server; drain only when it exists when the step starts (puma's
+    socket is re-created), else run the step undrained (systemd keeps puma's socket open)."""
     health.validate()
     agent.validate()
+    if only_if is not None:
+        _check_path(only_if, "only_if")
     _check(bool(_APP.fullmatch(step.name)), "step.name", f"{step.name!r} must be kebab-case")
     script = _heredoc_safe(step.create, _HEREDOC_DRAINED)
     heard_wait_ms = 2 * agent.inter_ms + 200
     return dataclasses.replace(step, create=render(
         "haproxy/drained.sh.j2", step=step.name, script=script, delimiter=_HEREDOC_DRAINED, agent=agent,
         health=health, heard_wait_s=f"{heard_wait_ms // 1000}.{heard_wait_ms % 1000:03d}",
-        settle_s=(health.rise + 1) * health.interval_s))
+        settle_s=(health.rise + 1) * health.interval_s, only_if=only_if, check_timeout_s=CHECK_TIMEOUT_S))

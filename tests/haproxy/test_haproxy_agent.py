@@ -35,9 +35,10 @@ class Lab:
     def wait_status(self, want: str, timeout: float = 5) -> None:
         wait_until(lambda: self.status() == want, timeout, f"app-1 {want} in HAProxy")
 
-    def publish(self, body: str) -> subprocess.Popen:
+    def publish(self, body: str, only_if: str | None = None) -> subprocess.Popen:
         """The wrapped step as the remote command runs it (bash -c), in a session of its own."""
-        step = drained(Step("release-publish", f"#!/bin/bash\nset -euo pipefail\n{body}\n"), CHECKS, self.agent)
+        step = drained(Step("release-publish", f"#!/bin/bash\nset -euo pipefail\n{body}\n"), CHECKS, self.agent,
+                       only_if=only_if)
         return subprocess.Popen(["bash", "-c", step.create], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
 
@@ -98,3 +99,30 @@ def test_a_drain_left_by_anything_else_is_undone_at_the_next_check(lab):
     assert ask_socket(lab.proxy.layout.admin_socket, "set server ecom-platform/app-1 state drain").strip() == ""
     time.sleep(0.05)
     lab.wait_status("UP", timeout=2)
+
+
+def test_a_publish_that_keeps_pumas_socket_is_not_drained_and_one_that_recreates_it_is(lab):
+    """`only_if` (the socket-changed flag): absent, the step runs with the server UP all along; present, drained."""
+    flag, gate = lab.directory / "socket-changed", lab.directory / "go"
+    run = lab.publish(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo published", only_if=str(flag))
+    time.sleep(1.0)                                   # five agent intervals: a drain would show by now
+    assert lab.status() == "UP"
+    gate.touch()
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 0 and "published" in output and "no drain" in output, output
+    assert "HAProxy agent answers" not in output
+
+    gate.unlink()
+    flag.touch()
+    run = lab.publish(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo published", only_if=str(flag))
+    lab.wait_status("DRAIN")
+    gate.touch()
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 0 and "socket is re-created: drained" in output, output
+    assert lab.status() == "UP"
+
+
+def test_an_undrained_publish_that_fails_passes_its_status_on(lab):
+    run = lab.publish("echo 'health check failed' >&2; exit 3", only_if=str(lab.directory / "socket-changed"))
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 3, output
