@@ -108,8 +108,10 @@ class HaproxyPair(pulumi.ComponentResource):
 
     def rolling_publish(self) -> None:
         """Restart each app's servers in batches of `apps[].restartBatch` (default all but one), after every
-        server of the app has built its release. Under systemd puma's socket outlives the restart (requests wait
-        for the new puma), so a publish is drained on both nodes only when it re-creates that socket.
+        server of the app has built its release, each server drained on both nodes while it restarts. Under
+        systemd puma's socket outlives the restart (requests wait for the new puma): the drain then skips its
+        wait for HAProxy's checks, and `apps[].drainRestarts: false` skips the drain itself unless the publish
+        re-creates the socket.
 
         builds of all servers -> publish(batch 1) -> publish(batch 2) -> ... A build that fails stops the
         deploy before any server restarts; a publish that fails stops it before the next batch. The drain is
@@ -130,7 +132,8 @@ class HaproxyPair(pulumi.ComponentResource):
             for first in range(0, len(restarting), app.restart_batch):
                 batch = restarting[first:first + app.restart_batch]
                 published = [s.publish(depends_on=[*agents[s.server_name], *after],
-                                       wrap=lambda step, s=s: drained(step, APP_HEALTH, only_if=s.drain_only_if))
+                                       wrap=lambda step, s=s: drained(step, APP_HEALTH, socket_flag=s.socket_flag,
+                                                                      drain_always=app.drain_restarts))
                              for s in batch]
                 after = [p for p in published if p is not None]
 

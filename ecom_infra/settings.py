@@ -92,6 +92,7 @@ class App:
     puma_workers: int
     puma_threads: int
     restart_batch: int = 1   # servers whose puma restarts at once; default: all but one (parse_app)
+    drain_restarts: bool = True   # False: restarts that keep puma's socket skip the HAProxy drain
     linked_dirs: tuple[str, ...] = DEFAULT_LINKED_DIRS   # release paths linked to the same path under shared/
     linked_files: tuple[str, ...] = DEFAULT_LINKED_FILES
     env: tuple[tuple[str, str], ...] = ()   # plain variables from the stack file, sorted by name
@@ -404,7 +405,7 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
     key = f"ecom-infra:apps[{index}]"
     obj = _mapping(raw, key, EXAMPLE_APP)
     _unknown_keys(obj, {"name", "repo", "branch", "servers", "instanceType", "hostnames", "healthCheckPath",
-                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "restartBatch", "linkedDirs", "linkedFiles",
+                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "restartBatch", "drainRestarts", "linkedDirs", "linkedFiles",
                         "env"}, key)
     if "name" not in obj:
         _fail(f"{key}.name", "is required", "ecom-platform")
@@ -423,6 +424,7 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
         branch=_branch(obj.get("branch", "master"), f"{key}.branch"),
         servers=servers,
         restart_batch=_restart_batch(obj.get("restartBatch", most), f"{key}.restartBatch", servers),
+        drain_restarts=_bool(obj.get("drainRestarts", True), f"{key}.drainRestarts"),
         instance_type=_match(obj.get("instanceType", defaults["instanceType"]), INSTANCE_TYPE_RE,
                              f"{key}.instanceType", "an EC2 instance type", "t3.small"),
         hostnames=tuple(_match(h, HOSTNAME_RE, f"{key}.hostnames[{i}]", "a lowercase DNS name",

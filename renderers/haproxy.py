@@ -559,21 +559,23 @@ def agent_step(agent: AgentLayout = AgentLayout()) -> Step:
 
 
 def drained(step: Step, health: HealthCheck = HealthCheck(), agent: AgentLayout = AgentLayout(),
-            only_if: str | None = None) -> Step:
+            socket_flag: str | None = None, drain_always: bool = True) -> Step:
     """`step` (a release-publish) run while this app server's agent answers "drain".
 
     The lock that makes the agent say "drain" is held by the wrapping shell only, so the server
     is ready again however the step ends (see templates/haproxy/drained.sh.j2).
-    `only_if`: a file on the app server; drain only when it exists when the step starts (puma's
-    socket is re-created), else run the step undrained (systemd keeps puma's socket open)."""
+    `socket_flag`: where systemd holds puma's socket, the file that says the step re-creates it; while
+    it is absent, the wait for HAProxy's checks after a quick restart is skipped and, with
+    `drain_always` False, so is the drain (requests wait in the socket for the new puma)."""
     health.validate()
     agent.validate()
-    if only_if is not None:
-        _check_path(only_if, "only_if")
+    if socket_flag is not None:
+        _check_path(socket_flag, "socket_flag")
     _check(bool(_APP.fullmatch(step.name)), "step.name", f"{step.name!r} must be kebab-case")
     script = _heredoc_safe(step.create, _HEREDOC_DRAINED)
     heard_wait_ms = 2 * agent.inter_ms + 200
     return dataclasses.replace(step, create=render(
         "haproxy/drained.sh.j2", step=step.name, script=script, delimiter=_HEREDOC_DRAINED, agent=agent,
         health=health, heard_wait_s=f"{heard_wait_ms // 1000}.{heard_wait_ms % 1000:03d}",
-        settle_s=(health.rise + 1) * health.interval_s, only_if=only_if, check_timeout_s=CHECK_TIMEOUT_S))
+        settle_s=(health.rise + 1) * health.interval_s, socket_flag=socket_flag, drain_always=drain_always,
+        check_timeout_s=CHECK_TIMEOUT_S))

@@ -248,3 +248,13 @@ def test_servers_restart_in_batches_after_every_build_of_the_app(batch, waits_fo
             if other != server:
                 assert depends(plan, publish, f"ecom-platform-{other}-release-publish") == (other in waits_for[server])
     assert not depends(plan, "ecom-docs-1-release-publish", "ecom-platform-1-release-publish")  # apps are apart
+
+
+@pytest.mark.parametrize("drain", [True, False])
+def test_a_publish_skips_the_drain_only_when_asked_and_only_while_pumas_socket_is_kept(drain):
+    revealed = offline_plan.run("staging", sha_file_text=SHA_FILE, config_overrides={
+        "ecom-infra:apps": _apps_with(2, drainRestarts=drain)}).to_dict(reveal_secrets=True)
+    script = by_name(revealed)["ecom-platform-1-release-publish"]["inputs"]["create"]
+    assert "if [ ! -e /srv/www/ecom-platform/.socket-changed ]; then" in script
+    assert ("puma's socket is kept across the restart: no drain" in script) is not drain
+    assert "flock 8" in script                  # a publish that re-creates the socket is always drained
