@@ -453,15 +453,16 @@ def release_build_step(spec: AppServerSpec) -> Step:
 def release_publish_step(spec: AppServerSpec) -> Step:
     """Switch, restart, health check, roll back on failure.
 
-    Replaced (so re-run) when the sha changes and when puma's config or unit changes, since
-    those need a restart too; the script restarts only when something actually changed.
+    Replaced (so re-run) when the sha changes and when puma's config, unit or socket unit changes,
+    since those need a restart too; the script restarts only when something actually changed.
     """
     if spec.sha is None:
         raise ValueError("release_publish_step needs spec.sha")
     # The environment's hash is a secret trigger (added by the component): a changed variable restarts
     # puma through the drained publish, with no new release.
+    units = render_puma_unit(spec) + (render_puma_socket(spec) if spec.service_manager == "systemd" else "")
     return Step(name=PUBLISH_STEP, create=_script("release_publish.sh.j2", spec),
-                triggers=(spec.sha, content_hash(render_puma_config(spec)), content_hash(render_puma_unit(spec))),
+                triggers=(spec.sha, content_hash(render_puma_config(spec)), content_hash(units)),
                 secret_triggers=(APP_ENV_SECRET,))
 
 
