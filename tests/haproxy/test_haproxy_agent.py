@@ -133,11 +133,12 @@ def test_an_undrained_publish_that_fails_passes_its_status_on(lab):
 def test_a_drained_publish_that_keeps_the_socket_skips_the_wait_for_checks(lab):
     """Socket kept and a quick restart: HAProxy's checks never failed, so no settle wait; re-created: the wait."""
     flag = lab.directory / "socket-changed"
-    for exists, least, most in ((False, 0.0, CHECKS.interval_s * (CHECKS.rise + 1)), (True, 2.0, 30.0)):
+    for exists, least, most in ((False, 1.0, 1.0 + CHECKS.interval_s * (CHECKS.rise + 1)), (True, 3.0, 30.0)):
         if exists:
             flag.touch()
         started = time.monotonic()
-        run = lab.publish("echo published", socket_flag=str(flag))
+        # The step takes 1 s: with the 0.6 s heard wait before it, more than a clock that started too early allows.
+        run = lab.publish("sleep 1; echo published", socket_flag=str(flag))
         output, _ = run.communicate(timeout=30)
         took = time.monotonic() - started
         assert run.returncode == 0 and "127.0.0.1 drain" in output, output
