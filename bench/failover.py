@@ -83,14 +83,16 @@ def failovers(platform: Platform, rounds: int = 3) -> list[Failover]:
     return results
 
 
-def rolling(platform: Platform) -> None:
-    platform.stage("ecom-platform", "code-change")
+def rolling(platform: Platform, tag: str = "code-change") -> tuple[float, int, int, str]:
+    """Stage `tag` of ecom-platform and run `up` under the steady client: (seconds, failed, requests, up's output)."""
+    platform.stage("ecom-platform", tag)
     with ClientLoop(platform, SHOP) as client:
         started = time.monotonic()
-        platform.local("up")
+        out = platform.local("up").stdout
         seconds = time.monotonic() - started
-    print(f"rolling deploy of 2 servers: {seconds:.1f} s, failed requests {client.failed} of "
-          f"{client.ok + client.failed} (target 0)")
+    print(f"rolling deploy of 2 servers ({tag}): {seconds:.1f} s, failed requests {client.failed} of "
+          f"{client.ok + client.failed} (target 0)", flush=True)
+    return seconds, client.failed, client.ok + client.failed, out
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ import statistics
 
 import pytest
 
-from bench.failover import PEER, failovers
+from bench.failover import PEER, failovers, rolling
 from bench.noop import noop_runs
 from bench.noop import report as report_noop
 from bench.restart import SERVER, SOCKET, report, restart
@@ -43,6 +43,16 @@ def test_failover_outage_is_at_most_1_5_s_and_the_eip_moves_once_per_stop():
         assert result.holders in ((result.stopped_on, PEER[result.stopped_on]), (PEER[result.stopped_on],)), result
     assert [r.stopped_on for r in results] == ["haproxy-a", "haproxy-b", "haproxy-a"]
     assert statistics.median(r.outage_s for r in results) <= 1.5, results
+
+
+def test_a_code_change_rolls_out_drained_with_no_failed_request_and_no_wait_for_checks():
+    seconds, failed, requests, out = rolling(P)
+    assert failed == 0 and requests > 20, (failed, requests)
+    for server in ("ecom-platform-1", "ecom-platform-2"):
+        published = P.step_output(f"{server}-release-publish")
+        assert "HAProxy agent answers since the change" in published      # drained (drainRestarts default)
+        assert "socket is re-created" not in published        # the first deploy made it; this one keeps it
+    assert "version code-change" in P.get("shop.ecom.test")[1]
 
 
 def test_puma_takes_its_socket_from_systemd():
