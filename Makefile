@@ -7,7 +7,7 @@ STACK ?= staging
 # Host programs the tests and the local fleet run for real. The fleet's hosts are overlays of this machine's root,
 # so what an EC2 Debian image has and the hosts use comes from here too (dbus: systemctl as a non-root user).
 APT_PACKAGES := shellcheck haproxy keepalived nginx-light openssh-server openssh-client iproute2 iptables \
-	git curl sudo socat ruby ruby-rails puma ruby-sprockets-rails bundler python3-boto3 systemd dbus \
+	git curl sudo socat ruby ruby-rails puma ruby-sprockets-rails ruby-sqlite3 bundler python3-boto3 systemd dbus \
 	util-linux procps openssl
 
 .PHONY: setup setup-system setup-python up down test test-fast test-fresh-root plan bench clean tools

@@ -23,13 +23,15 @@ from .remote_steps import TRIGGER_KEY, run_steps, secret_hash
 class AppServer(pulumi.ComponentResource):
     def __init__(self, name: str, app: App, sha: str | None, host_args: HostArgs, settings: Settings,
                  ssh_private_key: pulumi.Input[str], deploy_key: pulumi.Input[str],
-                 app_secrets: pulumi.Input[dict] | None = None, opts: pulumi.ResourceOptions | None = None):
+                 app_secrets: pulumi.Input[dict] | None = None, opts: pulumi.ResourceOptions | None = None,
+                 runs_once_hooks: bool = False):
         super().__init__("ecom:app:AppServer", name, None, opts)
         self.app = app
         self.server_name = name
         self.sha = sha
         self.host = Ec2Host(name, host_args, settings, ssh_private_key, pulumi.ResourceOptions(parent=self))
-        spec = spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}")
+        spec = spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}",
+                                  runs_once_hooks=runs_once_hooks)
         # Under systemd puma's socket outlives its restarts, except when a publish re-creates it (this flag).
         self.socket_flag = spec.socket_flag if spec.service_manager == "systemd" else None
         steps = app_server_steps(spec)

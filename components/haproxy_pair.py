@@ -125,7 +125,8 @@ class HaproxyPair(pulumi.ComponentResource):
             agents = {s.server_name: run_steps(s.server_name, [agent_step()], s.host.connection, s.host.instance_id,
                                                parent=s, depends_on=[s.commands[-1]])
                       for s in servers}
-            # Every build of the app before the first restart: a release that cannot build anywhere restarts nowhere.
+            # Every build of the app (and its afterBuild hooks: db:migrate) before the first restart: a release
+            # that cannot build anywhere restarts nowhere, and the old release keeps serving everywhere.
             after: list[pulumi.Resource] = [commands[-1] for commands in self.node_commands]
             after += [s.commands[-1] for s in servers]
             restarting = [s for s in servers if s.restart_triggers]   # no release on a server: nothing to restart

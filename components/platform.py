@@ -64,7 +64,10 @@ def build(settings: Settings, secrets: Secrets) -> Platform:
                                subnet=addresses[f"{app.name}-{i + 1}"][0],
                                private_ip=addresses[f"{app.name}-{i + 1}"][1], security_group_id=groups.app.id,
                                ami_id=image, key_name=key_pair.key_name),
-                      settings, secrets.ssh_private_key, secrets.deploy_key, secrets.app_secrets, opts)
+                      settings, secrets.ssh_private_key, secrets.deploy_key, secrets.app_secrets, opts,
+                      # The app's `once` hooks (db:migrate) run on one server: its first, which stays
+                      # when the app scales; it records each sha's success (renderers/app_server.py).
+                      runs_once_hooks=i == 0)
             for i in range(app.servers)
         ]
     haproxy = HaproxyPair("haproxy", settings, [s for servers in app_servers.values() for s in servers],

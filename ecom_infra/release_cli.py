@@ -1,4 +1,4 @@
-"""The release verbs of `ecom-deploy`: stage, promote, rollback, mark-live, show, history.
+"""The release verbs of `ecom-deploy`: stage, promote, rollback, mark-live, deploy-event, show, history.
 
 They read and write `sha_number.yml` in S3 through `ecom_infra.release`. Every argument
 is checked before anything is read or written: known environments and apps come from the
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from . import release, stacks
+from . import events, release, stacks
 from .errors import ConfigError
-from .settings import BUCKET_RE, http_url, parse_git_remote, redact_url
+from .settings import BUCKET_RE, event_settings, http_url, parse_git_remote, redact_url
 from .shafile import EXAMPLE_SHA, check_sha
 
 ENV_BUCKET = "ECOM_SHA_BUCKET"
@@ -93,6 +93,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                         "file now, which is right only if nothing was staged since the up "
                                         "read it)")
     mark.set_defaults(func=cmd_mark_live)
+
+    event = subparsers.add_parser("deploy-event", parents=[common, writer], help="send one event per publish",
+                                  description="After every `pulumi up --stack E`, successful or not, and before "
+                                              "`mark-live`: for each app whose sha changed, one deploy event to "
+                                              "Datadog (when datadog.apiKey is set; the key on stdin) and to "
+                                              "deployEvents.webhookUrl. A delivery failure only warns.")
+    event.add_argument("--env", required=True)
+    event.add_argument("--app", help="only this app (default: every app of the stack)")
+    event.add_argument("--result", required=True, choices=events.RESULTS, help="how the up ended")
+    event.add_argument("--outputs", required=True,
+                       help="the stack outputs (`pulumi stack output --json`): the deployed shas on success, "
+                            "the server counts either way")
+    event.add_argument("--started", type=int, required=True, help="POSIX time the up started (duration)")
+    event.add_argument("--api-key-stdin", action="store_true",
+                       help="read the Datadog API key from stdin (never an argument: command lines are visible)")
+    event.set_defaults(func=cmd_deploy_event)
 
     show = subparsers.add_parser("show", parents=[common], help="print the shas",
                                  description="Print `<env>/<app>: <sha>` for every entry.")
@@ -426,6 +442,74 @@ def cmd_mark_live(args: argparse.Namespace) -> int:
         print(text if previous != sha else f"{env}/{app}: {sha} already recorded live")
     for app in sorted(set(apps) - set(shas)):
         print(f"{env}/{app}: no sha deployed, nothing recorded")
+    return 0
+
+
+def _outputs_apps(path: str, env: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError("--outputs", f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError("--outputs", f"{path} is not JSON (line {exc.lineno})") from None
+    section = data.get("apps") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        raise ConfigError("--outputs", f"{path} has no apps object: not the outputs of a {env} up")
+    return section
+
+
+def deploy_events(store: release.ShaStore, live: release.LiveStore, env: str, apps: list[str], result: str,
+                  outputs: dict, duration_s: int, now: int, runner: str) -> list[events.DeployEvent]:
+    """One event per app whose sha changed in this up. Old: the newest live record. New: what the up
+    deployed (its outputs) on success; what it was asked to deploy (the sha file) on failure. Actor and
+    kind: the sha file's record that set the new sha (`rollback` verb: a rollback), else `runner`."""
+    wanted = store.read().shas.get(env, {}) if result == "failure" else {}
+    records = live.read()[0].get(env, {})
+    found = []
+    for app in apps:
+        entry = outputs.get(app) if isinstance(outputs.get(app), dict) else {}
+        new = entry.get("sha") if result == "success" else wanted.get(app)
+        old = records[app][-1].sha if records.get(app) else None
+        if not new or new == old:
+            continue
+        new = check_sha(new, "--outputs")
+        actor, kind = runner, "deploy"
+        for row in release.history(store, env, app, limit=1):
+            if row.sha == new:
+                actor, kind = row.actor, ("rollback" if row.verb == "rollback" else "deploy")
+        servers = entry.get("servers")
+        found.append(events.DeployEvent(app=app, environment=env, hosts=len(servers) if isinstance(servers, list)
+                                        else 0, old_sha=old, new_sha=new, actor=actor, duration_s=duration_s,
+                                        result=result, kind=kind, time=now))
+    return found
+
+
+def cmd_deploy_event(args: argparse.Namespace) -> int:
+    where = project_dir(args)
+    env = check_env(args.env, "--env", where)
+    apps = [check_app(args.app, env, where)["name"]] if args.app else [e["name"] for e in stack_apps(env, where)]
+    datadog, targets = event_settings(stacks.stack_config(env, where))
+    api_key = None
+    if args.api_key_stdin:
+        api_key = sys.stdin.readline().strip() or None
+    if datadog.api_key_set and not api_key:
+        print("warning: datadog.apiKey is set but no key came on stdin (--api-key-stdin): no Datadog event",
+              file=sys.stderr)
+    if api_key and not datadog.api_key_set:
+        api_key = None    # the stack decides whether Datadog gets events, not the caller
+    runner = resolve_actor(args.actor)
+    now = int(datetime.now(timezone.utc).timestamp())
+    duration = max(0, now - args.started)
+    ctx = context(args)
+    found = deploy_events(ctx.store, live_store(ctx.store), env, apps, args.result, _outputs_apps(args.outputs, env),
+                          duration, now, runner)
+    for event in found:
+        delivered = events.send(event, datadog_url=datadog.api_url, api_key=api_key, webhook_url=targets.webhook_url,
+                                timeout=targets.timeout, warn=lambda text: print(f"warning: {text}", file=sys.stderr))
+        sent = ", ".join(name for name, ok in delivered.items() if ok) or "nowhere"
+        print(f"{event.summary()} (event sent to {sent})")
+    if not found:
+        print(f"{env}: no app changed sha in this up: no deploy event")
     return 0
 
 

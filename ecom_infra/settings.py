@@ -67,6 +67,10 @@ ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 RESERVED_ENV_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "LC_ALL", "RAILS_ENV",
                                 "RACK_ENV", "BUNDLE_GEMFILE", "BUNDLE_APP_CONFIG", "LD_PRELOAD", "LD_LIBRARY_PATH",
                                 "RUBYOPT", "RUBYLIB", "GEM_HOME", "GEM_PATH", "NOTIFY_SOCKET"})
+# Release hooks: where in a release they run (README "Release life cycle"), and their limits.
+HOOK_POINTS = ("afterBuild", "afterPublish", "onFailure")
+HOOK_TIMEOUT_DEFAULT = 600        # seconds a hook may run before it is killed (and fails the deploy)
+HOOK_COMMAND_MAX = 1000
 LINK_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,9}$")
 
 
@@ -77,6 +81,15 @@ class GitRemote:
     host: str
     port: int
     path: str
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One release hook: a command run by bash as the deploy user inside the release."""
+    point: str             # one of HOOK_POINTS
+    run: str
+    once: bool = False     # on one server of the app (its first), once per release sha
+    timeout: int = HOOK_TIMEOUT_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,7 @@ class App:
     linked_dirs: tuple[str, ...] = DEFAULT_LINKED_DIRS   # release paths linked to the same path under shared/
     linked_files: tuple[str, ...] = DEFAULT_LINKED_FILES
     env: tuple[tuple[str, str], ...] = ()   # plain variables from the stack file, sorted by name
+    hooks: tuple[Hook, ...] = ()            # in HOOK_POINTS order, each point's in the order given
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,15 @@ class Haproxy:
 class Datadog:
     enabled: bool
     conf_dir: str
+    api_url: str = "https://api.datadoghq.com"   # events go to <api_url>/api/v1/events
+    api_key_set: bool = False   # `datadog.apiKey` (a secret) is set: deploy events go to Datadog
+
+
+@dataclass(frozen=True)
+class DeployEvents:
+    """Where `ecom-deploy deploy-event` sends one event per publish (besides Datadog)."""
+    webhook_url: str | None = None
+    timeout: int = 5           # seconds per delivery; a failed delivery only warns
 
 
 @dataclass(frozen=True)
@@ -188,6 +211,7 @@ class Settings:
     sha_bucket: ShaBucket
     haproxy: Haproxy
     datadog: Datadog
+    deploy_events: DeployEvents
     git_known_hosts: tuple[str, ...]
     has_tls_certificate: bool
     tags: dict[str, str] = field(default_factory=dict)
@@ -405,8 +429,8 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
     key = f"ecom-infra:apps[{index}]"
     obj = _mapping(raw, key, EXAMPLE_APP)
     _unknown_keys(obj, {"name", "repo", "branch", "servers", "instanceType", "hostnames", "healthCheckPath",
-                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "restartBatch", "drainRestarts", "linkedDirs", "linkedFiles",
-                        "env"}, key)
+                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "restartBatch", "drainRestarts", "linkedDirs",
+                        "linkedFiles", "env", "hooks"}, key)
     if "name" not in obj:
         _fail(f"{key}.name", "is required", "ecom-platform")
     name = _match(obj["name"], APP_NAME_RE, f"{key}.name",
@@ -436,6 +460,7 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
         puma_threads=_int(obj.get("pumaThreads", 5), f"{key}.pumaThreads", 1, 64, "5"),
         **_linked_paths(obj, key),
         env=env_pairs(obj.get("env"), f"{key}.env", secret=False),
+        hooks=_hooks(obj.get("hooks"), f"{key}.hooks"),
     )
 
 
@@ -447,6 +472,31 @@ def _restart_batch(raw: Any, key: str, servers: int) -> int:
         _fail(key, f"must be at most {most}: the app has {servers} server{'s' if servers > 1 else ''} and "
               "one keeps serving while the others restart", str(most))
     return value
+
+
+def _hooks(raw: Any, key: str) -> tuple[Hook, ...]:
+    """`hooks: {afterBuild: [cmd | {run, once, timeout}], afterPublish: [...], onFailure: [...]}`."""
+    example = "{afterBuild: [{run: 'bin/rails db:migrate', once: true}]}"
+    obj = _mapping(raw, key, example)
+    _unknown_keys(obj, set(HOOK_POINTS), key)
+    hooks = []
+    for point in HOOK_POINTS:
+        for i, item in enumerate(_list(obj.get(point), f"{key}.{point}", example)):
+            item_key = f"{key}.{point}[{i}]"
+            if isinstance(item, str):
+                item = {"run": item}
+            item = _mapping(item, item_key, "{run: 'bin/rails db:migrate', once: true, timeout: 600}")
+            _unknown_keys(item, {"run", "once", "timeout"}, item_key)
+            run = item.get("run")
+            if not isinstance(run, str) or not run.strip():
+                _fail(f"{item_key}.run", f"must be a non-empty command, got {_show(run)}", "bin/rails db:migrate")
+            if set(run) & {"\n", "\r", "\0"} or len(run) > HOOK_COMMAND_MAX:
+                _fail(f"{item_key}.run", f"must be one line of at most {HOOK_COMMAND_MAX} characters, got {_show(run)}",
+                      "bin/rails db:migrate")
+            hooks.append(Hook(point=point, run=run, once=_bool(item.get("once", False), f"{item_key}.once"),
+                              timeout=_int(item.get("timeout", HOOK_TIMEOUT_DEFAULT), f"{item_key}.timeout", 1, 86400,
+                                           str(HOOK_TIMEOUT_DEFAULT))))
+    return tuple(hooks)
 
 
 def env_pairs(raw: Any, key: str, *, secret: bool) -> tuple[tuple[str, str], ...]:
@@ -679,14 +729,52 @@ def _parse_haproxy(raw: Any) -> Haproxy:
     )
 
 
-def _parse_datadog(raw: Any) -> Datadog:
+DATADOG_API_KEY_HINT = "pulumi config set --secret --path ecom-infra:datadog.apiKey < file"
+
+
+def _parse_datadog(raw: Any, *, stack_file: bool = False) -> Datadog:
+    """`datadog`. Only whether `apiKey` is set leaves here, never its value. `stack_file`: `raw` is the
+    stack file's own text (the CLI's view), where a secret reads `{secure: ...}` and a string is plain."""
     key = "ecom-infra:datadog"
     obj = _mapping(raw, key, "{enabled: true, confDir: /etc/datadog-agent/conf.d}")
-    _unknown_keys(obj, {"enabled", "confDir"}, key)
+    _unknown_keys(obj, {"enabled", "confDir", "apiUrl", "apiKey"}, key)
+    api_key = obj.get("apiKey")
+    if isinstance(api_key, dict) and set(api_key) == {"secure"}:
+        api_key = "set"
+    elif isinstance(api_key, str) and stack_file:
+        _fail(f"{key}.apiKey", f"is in plain text in the stack file: remove it and set it with `{DATADOG_API_KEY_HINT}`")
+    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+        _fail(f"{key}.apiKey", f"must be a non-empty secret string; set it with `{DATADOG_API_KEY_HINT}`")
     return Datadog(
         enabled=_bool(obj.get("enabled", True), f"{key}.enabled"),
         conf_dir=_path(obj.get("confDir", "/etc/datadog-agent/conf.d"), f"{key}.confDir", "/etc/datadog-agent/conf.d"),
+        api_url=_base_url(obj.get("apiUrl", "https://api.datadoghq.com"), f"{key}.apiUrl", "https://api.datadoghq.eu"),
+        api_key_set=api_key is not None,
     )
+
+
+def _base_url(value: Any, key: str, example: str) -> str:
+    url = _match(value, HTTP_URL_RE, key, "an http(s) URL without query, user or password", example)
+    return url.rstrip("/")
+
+
+def _parse_deploy_events(raw: Any) -> DeployEvents:
+    key = "ecom-infra:deployEvents"
+    obj = _mapping(raw, key, "{webhookUrl: 'https://hooks.example.com/deploys'}")
+    _unknown_keys(obj, {"webhookUrl", "timeout"}, key)
+    url = obj.get("webhookUrl")
+    return DeployEvents(
+        webhook_url=None if url is None else _match(url, HTTP_URL_RE, f"{key}.webhookUrl",
+                                                    "an http(s) URL without query, user or password",
+                                                    "https://hooks.example.com/deploys"),
+        timeout=_int(obj.get("timeout", 5), f"{key}.timeout", 1, 60, "5"),
+    )
+
+
+def event_settings(stack_config: dict[str, Any]) -> tuple[Datadog, DeployEvents]:
+    """The deploy events' settings from a stack file's raw `config:` (for `ecom-deploy deploy-event`)."""
+    return (_parse_datadog(stack_config.get("ecom-infra:datadog"), stack_file=True),
+            _parse_deploy_events(stack_config.get("ecom-infra:deployEvents")))
 
 
 def _parse_known_hosts(raw: Any, apps: tuple[App, ...]) -> tuple[str, ...]:
@@ -758,6 +846,7 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
         sha_bucket=_parse_sha_bucket(raw.get("shaBucket"), environment),
         haproxy=_parse_haproxy(raw.get("haproxy")),
         datadog=_parse_datadog(raw.get("datadog")),
+        deploy_events=_parse_deploy_events(raw.get("deployEvents")),
         git_known_hosts=_parse_known_hosts(raw.get("gitKnownHosts"), apps),
         has_tls_certificate=has_tls_certificate,
         tags=dict(sorted(tags.items())),
@@ -766,7 +855,7 @@ def parse(raw: dict[str, Any], *, project: str, stack: str, region: Any, has_tls
 
 
 STRUCTURED_KEYS = ("apps", "deploy", "ruby", "network", "ssh", "ami", "shaBucket", "haproxy", "datadog",
-                   "gitKnownHosts", "tags", "rollHosts")
+                   "deployEvents", "gitKnownHosts", "tags", "rollHosts")
 PLAIN_KEYS = ("environment", "awsEndpoint")
 SECRET_KEYS = ("deployKey", "sshPrivateKey", "tlsCertificate", "appSecrets")
 KNOWN_KEYS = frozenset(STRUCTURED_KEYS + PLAIN_KEYS + SECRET_KEYS)
@@ -812,6 +901,12 @@ def load() -> tuple[Settings, Secrets]:
             value = config.get(name)   # a plain string: the section's parser says what it should be
         if value is not None:
             raw[name] = value
+    # A secret set with --path makes the whole section secret; a section that is not holds it in plain text.
+    # (`{secure: ...}` is what the offline plan sees of an encrypted value: not plain text.)
+    if isinstance(raw.get("datadog"), dict) and isinstance(raw["datadog"].get("apiKey"), str) \
+            and not pulumi.runtime.is_config_secret(prefix + "datadog"):
+        _fail(prefix + "datadog.apiKey", f"is in plain text in the stack file: remove it and set it with "
+                                         f"`{DATADOG_API_KEY_HINT}`")
     for name in PLAIN_KEYS:
         value = config.get(name)
         if value is not None:

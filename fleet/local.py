@@ -274,6 +274,24 @@ def seed_sha_file(fleet: LocalFleet, tags: dict[str, dict]) -> None:
         release_cli(fleet, "stage", "--env", fleet.stack, "--app", app, "--sha", tags[app]["v1"], "--no-verify-sha")
 
 
+def send_deploy_events(fleet: LocalFleet, result: str, started: int) -> None:
+    """What CI does after every up, successful or not: one deploy event per app whose sha changed
+    (to wherever the stack's settings say; the local stack sets no Datadog key). Never fails the up."""
+    path = fleet.state / "outputs.json"
+    path.write_text(json.dumps(json.loads((fleet.state / "plan.json").read_text())["outputs"], indent=1,
+                               sort_keys=True) + "\n")
+    bucket, key = sha_file_location(fleet)
+    done = subprocess.run([sys.executable, "-m", "ecom_infra.cli", "deploy-event", "--env", fleet.stack,
+                           "--result", result, "--outputs", str(path), "--started", str(started),
+                           "--bucket", bucket, "--key", key, "--endpoint-url", fleet.endpoint, "--actor", "make-up"],
+                          capture_output=True, text=True, check=False, cwd=PROJECT_DIR, env={**os.environ, **ENV},
+                          stdin=subprocess.DEVNULL)
+    for line in (done.stdout + done.stderr).splitlines():
+        say("events", line)
+    if done.returncode != 0:
+        say("events", f"warning: deploy-event exited {done.returncode}")
+
+
 def mark_live(fleet: LocalFleet, plan: dict) -> None:
     """What CI does after a successful `pulumi up`: record what went live, so rollback proposes only those."""
     path = fleet.state / "outputs.json"
@@ -321,7 +339,13 @@ def up(fleet: LocalFleet) -> int:
     give_instance_credentials(fleet, keys, spec, shape)
     tags = publish_origin(fleet, keys, spec, fleet.state)
     seed_sha_file(fleet, tags)
-    plan = deploy(fleet, keys)
+    deploy_started = int(time.time())
+    try:
+        plan = deploy(fleet, keys)
+    except StepFailed:
+        send_deploy_events(fleet, "failure", deploy_started)
+        raise
+    send_deploy_events(fleet, "success", deploy_started)
     mark_live(fleet, plan)
     apps = plan["outputs"]["apps"]
     for app, entry in sorted(apps.items()):

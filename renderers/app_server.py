@@ -67,6 +67,7 @@ _LINK_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-
 _RESERVED_LINKS = ("public/assets", ".bundle", "REVISION", "Gemfile", "Gemfile.lock")
 
 SERVICE_MANAGERS = ("systemd", "direct")
+HOOK_POINTS = ("afterBuild", "afterPublish", "onFailure")
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class AppServerSpec:
     bundle_local: bool = False
     """`bundle install --local` against the gems Debian installed (no rubygems.org); else
     `deployment` mode into shared/bundle from the Gemfile's source."""
-    gem_packages: tuple[str, ...] = ("ruby-rails", "puma", "ruby-sprockets-rails")
+    gem_packages: tuple[str, ...] = ("ruby-rails", "puma", "ruby-sprockets-rails", "ruby-sqlite3")
     """Debian packages that provide the app's gems when `bundle_local`."""
     rails_env: str = "production"
     datadog_enabled: bool = False
@@ -129,6 +130,10 @@ class AppServerSpec:
     """Release files that are links to the same path under shared/; the build fails while one is missing."""
     env: tuple[tuple[str, str], ...] = ()
     """The app's plain variables (apps[].env); they reach puma through the environment file, and the build."""
+    hooks: tuple[tuple[str, str, bool, int], ...] = ()
+    """Release hooks as (point, command, once, timeout seconds): `afterBuild`, `afterPublish`, `onFailure`."""
+    runs_once_hooks: bool = False
+    """This server runs the app's `once` hooks (one server per app: the component picks its first)."""
     packages: tuple[tuple[str, str], ...] = (("ruby", "ruby"), ("bundler", "bundle"), ("git", "git"),
                                              ("curl", "curl"), ("nginx", "nginx"))
     """(Debian package, command that proves it is there) pairs the ruby step ensures."""
@@ -228,6 +233,13 @@ class AppServerSpec:
         extra = () if "SECRET_KEY_BASE" in names else (("SECRET_KEY_BASE", BUILD_SECRET_KEY_BASE),)
         return tuple(sorted(self.env + extra))
 
+    def hooks_at(self, point: str) -> list[tuple[str, str, bool, int]]:
+        """(id, command, once, timeout) of the hooks at `point`, in order; the id names the hook in logs
+        and its once-marker: the point, its position and a hash of the command (a changed command is a
+        new hook)."""
+        return [(f"{p}-{i + 1}-{content_hash(run)[:8]}", run, once, limit)
+                for i, (p, run, once, limit) in enumerate(h for h in self.hooks if h[0] == point)]
+
     @property
     def health_url(self) -> str:
         """The health check goes through this host's nginx, on the address the site listens on."""
@@ -295,6 +307,10 @@ def _validate(s: AppServerSpec) -> None:
         for other in links[i + 1:] + _RESERVED_LINKS:
             _check(not (path == other or path.startswith(other + "/") or other.startswith(path + "/")),
                    "linked_dirs", f"{path!r} overlaps {other!r}")
+    _check(all(point in HOOK_POINTS and isinstance(run, str) and run.strip() and not set(run) & {"\n", "\r", "\0"}
+               and isinstance(once, bool) and isinstance(limit, int) and 1 <= limit <= 86400
+               for point, run, once, limit in s.hooks), "hooks",
+           f"must be (point in {', '.join(HOOK_POINTS)}, one-line command, once, timeout 1-86400) tuples")
     _check(all(_PACKAGE_RE.fullmatch(p) and _UNIX_NAME_RE.fullmatch(c) for p, c in s.packages), "packages",
            "must be (Debian package, command) pairs")
 
@@ -502,6 +518,7 @@ def spec_from_settings(settings: Any, app_name: str, sha: str | None, **override
         "ruby_source": settings.ruby.source, "bundle_local": settings.ruby.bundle_local,
         "datadog_enabled": settings.datadog.enabled, "datadog_conf_dir": settings.datadog.conf_dir,
         "linked_dirs": app.linked_dirs, "linked_files": app.linked_files, "env": app.env,
+        "hooks": tuple((h.point, h.run, h.once, h.timeout) for h in app.hooks),
     }
     values.update(overrides)
     return AppServerSpec(**values)

@@ -90,6 +90,39 @@ def test_make_up_serves_both_apps_through_the_eip(platform):
     assert eip_holder() == "haproxy-a"
 
 
+def test_the_migration_hook_ran_once_across_the_apps_servers_and_the_app_reads_its_table(platform):
+    # Pulumi.local.yaml: ecom-platform's afterBuild hook `bin/rails db:migrate` is `once`. Each server has its
+    # own SQLite file (shared/db/data): the first server's is migrated, the second's never touched.
+    v1 = tag_sha("ecom-platform", "v1")
+    shop = "curl -s -o /dev/null -w '%{http_code}' -H 'Host: shop.ecom.test' http://127.0.0.1/offers"
+    first = step_output("ecom-platform-1-release-build")
+    second = step_output("ecom-platform-2-release-build")
+    assert "hook afterBuild-1-" in first and "(once) in releases/" in first and "done in" in first
+    assert "(once) skipped: the app's once hooks run on its first server" in second and " done in" not in second
+    marker = on_host("ecom-platform-1", f"ls /srv/www/ecom-platform/hooks/{v1}/")
+    assert len([m for m in marker.split() if m.endswith(".done")]) == 1
+    assert "CreateOffers: migrated" in on_host("ecom-platform-1",
+                                               f"cat /srv/www/ecom-platform/hooks/{v1}/afterBuild-1-*.log")
+    assert on_host("ecom-platform-2", "test -e /srv/www/ecom-platform/hooks && echo yes || echo no").strip() == "no"
+    assert on_host("ecom-platform-1", shop) == "200" and on_host("ecom-platform-2", shop) == "503"
+    body = on_host("ecom-platform-1", "curl -s -H 'Host: shop.ecom.test' http://127.0.0.1/offers")
+    assert body.strip() == "offer: Free delivery over 50 EUR"      # the SSH runner strips the newline
+    db = on_host("ecom-platform-1", "readlink -f /srv/www/ecom-platform/current/db/data/production.sqlite3")
+    assert db.strip() == "/srv/www/ecom-platform/shared/db/data/production.sqlite3"
+
+
+def test_make_up_computes_one_deploy_event_per_app_that_changed(platform):
+    # As CI does after every up: `ecom-deploy deploy-event` (the local stack sets no Datadog key nor webhook,
+    # so nothing is delivered; tests/release/test_deploy_events.py checks delivery against a receiver).
+    v1 = {app: tag_sha(app, "v1")[:12] for app in ("ecom-platform", "ecom-docs")}
+    lines = [line for line in platform.stdout.splitlines() if line.startswith("[up] events: ")]
+    assert len(lines) == 2, platform.stdout
+    for app, hosts in (("ecom-platform", 2), ("ecom-docs", 1)):
+        [line] = [line for line in lines if f"local/{app}: " in line]
+        assert f"local/{app}: deploy (none) -> {v1[app]} on {hosts} server(s) by make-up in " in line
+        assert line.endswith(": success (event sent to nowhere)")
+
+
 def test_second_run_with_same_inputs_runs_nothing():
     again = local("up")
     assert "[executor] nothing to do: " in again.stdout
