@@ -30,8 +30,11 @@ class AppServer(pulumi.ComponentResource):
         self.server_name = name
         self.sha = sha
         self.host = Ec2Host(name, host_args, settings, ssh_private_key, pulumi.ResourceOptions(parent=self))
-        steps = app_server_steps(spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}",
-                                                  runs_once_hooks=runs_once_hooks))
+        spec = spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}",
+                                  runs_once_hooks=runs_once_hooks)
+        # Under systemd puma's socket outlives its restarts, except when a publish re-creates it (this flag).
+        self.socket_flag = spec.socket_flag if spec.service_manager == "systemd" else None
+        steps = app_server_steps(spec)
         self._publish = next((s for s in steps if s.name == PUBLISH_STEP), None)
         # The environment file holds the app's secrets: rendered inside the secret, fed on stdin.
         secrets_of_app = pulumi.Output.secret(app_secrets if app_secrets is not None else {}).apply(

@@ -107,29 +107,36 @@ class HaproxyPair(pulumi.ComponentResource):
                                   health=APP_HEALTH)
 
     def rolling_publish(self) -> None:
-        """Restart app servers one at a time per app, each drained on both nodes around its restart.
+        """Restart each app's servers in batches of `apps[].restartBatch` (default all but one), after every
+        server of the app has built its release, each server drained on both nodes while it restarts. Under
+        systemd puma's socket outlives the restart (requests wait for the new puma): the drain then skips its
+        wait for HAProxy's checks, and `apps[].drainRestarts: false` skips the drain itself unless the publish
+        re-creates the socket.
 
-        every build -> publish(server 1) -> publish(server 2) -> ... The drain is not a step on the HAProxy nodes
-        (the engine starts no step after a failure, so a `ready` step after a failed publish would
-        never run): each app server runs an agent HAProxy asks at every check, and the publish
-        holds the lock that makes it answer "drain" (`renderers.haproxy.drained`). However the
-        publish ends, the lock dies with it and the server is ready again; HAProxy re-asserts
-        the agent's answer at every check, whatever any trigger says. Builds are not serialised.
+        builds of all servers -> publish(batch 1) -> publish(batch 2) -> ... A build that fails stops the
+        deploy before any server restarts; a publish that fails stops it before the next batch. The drain is
+        not a step on the HAProxy nodes (the engine starts no step after a failure, so a `ready` step after a
+        failed publish would never run): each app server runs an agent HAProxy asks at every check, and the
+        publish holds the lock that makes it answer "drain" (`renderers.haproxy.drained`). However the publish
+        ends, the lock dies with it and the server is ready again.
         """
         for app in self.settings.apps:
             servers = [s for s in self.app_servers if s.app.name == app.name]
-            # No server switches before every server of the app is built and its afterBuild hooks
-            # (db:migrate) ran: a failed build anywhere leaves the old release serving everywhere.
-            after: list[pulumi.Resource] = [*(commands[-1] for commands in self.node_commands),
-                                            *(s.commands[-1] for s in servers)]
-            for server in servers:
-                agent = run_steps(server.server_name, [agent_step()], server.host.connection,
-                                  server.host.instance_id, parent=server, depends_on=[server.commands[-1]])
-                if not server.restart_triggers:      # no release on this server: nothing to restart
-                    continue
-                published = server.publish(depends_on=[*agent, *after],
-                                           wrap=lambda step: drained(step, APP_HEALTH))
-                after = [published]
+            agents = {s.server_name: run_steps(s.server_name, [agent_step()], s.host.connection, s.host.instance_id,
+                                               parent=s, depends_on=[s.commands[-1]])
+                      for s in servers}
+            # Every build of the app (and its afterBuild hooks: db:migrate) before the first restart: a release
+            # that cannot build anywhere restarts nowhere, and the old release keeps serving everywhere.
+            after: list[pulumi.Resource] = [commands[-1] for commands in self.node_commands]
+            after += [s.commands[-1] for s in servers]
+            restarting = [s for s in servers if s.restart_triggers]   # no release on a server: nothing to restart
+            for first in range(0, len(restarting), app.restart_batch):
+                batch = restarting[first:first + app.restart_batch]
+                published = [s.publish(depends_on=[*agents[s.server_name], *after],
+                                       wrap=lambda step, s=s: drained(step, APP_HEALTH, socket_flag=s.socket_flag,
+                                                                      drain_always=app.drain_restarts))
+                             for s in batch]
+                after = [p for p in published if p is not None]
 
     def summary(self) -> pulumi.Output[dict]:
         return pulumi.Output.all(self.eip.public_ip, self.eip.allocation_id,

@@ -104,6 +104,8 @@ class App:
     health_check_timeout: int
     puma_workers: int
     puma_threads: int
+    restart_batch: int = 1   # servers whose puma restarts at once; default: all but one (parse_app)
+    drain_restarts: bool = True   # False: restarts that keep puma's socket skip the HAProxy drain
     linked_dirs: tuple[str, ...] = DEFAULT_LINKED_DIRS   # release paths linked to the same path under shared/
     linked_files: tuple[str, ...] = DEFAULT_LINKED_FILES
     env: tuple[tuple[str, str], ...] = ()   # plain variables from the stack file, sorted by name
@@ -427,7 +429,8 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
     key = f"ecom-infra:apps[{index}]"
     obj = _mapping(raw, key, EXAMPLE_APP)
     _unknown_keys(obj, {"name", "repo", "branch", "servers", "instanceType", "hostnames", "healthCheckPath",
-                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "linkedDirs", "linkedFiles", "env", "hooks"}, key)
+                        "healthCheckTimeout", "pumaWorkers", "pumaThreads", "restartBatch", "drainRestarts", "linkedDirs",
+                        "linkedFiles", "env", "hooks"}, key)
     if "name" not in obj:
         _fail(f"{key}.name", "is required", "ecom-platform")
     name = _match(obj["name"], APP_NAME_RE, f"{key}.name",
@@ -436,11 +439,16 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
     if "repo" not in obj:
         _fail(f"{key}.repo", "is required", "git@github.com:emami/ecom-platform.git")
     hostnames = _list(obj.get("hostnames"), f"{key}.hostnames", "[shop.example.com]", min_items=1)
+    servers = _int(obj.get("servers", 2), f"{key}.servers", 1, 100, "2")
+    # Never the whole app at once (some server must serve while the others restart), unless it has one server.
+    most = max(1, servers - 1)
     return App(
         name=name,
         repo=parse_git_remote(obj["repo"], f"{key}.repo"),
         branch=_branch(obj.get("branch", "master"), f"{key}.branch"),
-        servers=_int(obj.get("servers", 2), f"{key}.servers", 1, 100, "2"),
+        servers=servers,
+        restart_batch=_restart_batch(obj.get("restartBatch", most), f"{key}.restartBatch", servers),
+        drain_restarts=_bool(obj.get("drainRestarts", True), f"{key}.drainRestarts"),
         instance_type=_match(obj.get("instanceType", defaults["instanceType"]), INSTANCE_TYPE_RE,
                              f"{key}.instanceType", "an EC2 instance type", "t3.small"),
         hostnames=tuple(_match(h, HOSTNAME_RE, f"{key}.hostnames[{i}]", "a lowercase DNS name",
@@ -454,6 +462,16 @@ def _parse_app(raw: Any, index: int, defaults: dict[str, Any]) -> App:
         env=env_pairs(obj.get("env"), f"{key}.env", secret=False),
         hooks=_hooks(obj.get("hooks"), f"{key}.hooks"),
     )
+
+
+def _restart_batch(raw: Any, key: str, servers: int) -> int:
+    """How many of an app's servers restart at once: 1 up to all but one (all, when the app has one server)."""
+    most = max(1, servers - 1)
+    value = _int(raw, key, 1, 100, str(most))
+    if value > most:
+        _fail(key, f"must be at most {most}: the app has {servers} server{'s' if servers > 1 else ''} and "
+              "one keeps serving while the others restart", str(most))
+    return value
 
 
 def _hooks(raw: Any, key: str) -> tuple[Hook, ...]:

@@ -186,6 +186,20 @@ class AppServerSpec:
         return f"{self.systemd_dir}/{self.unit_name}"
 
     @property
+    def socket_unit_name(self) -> str:
+        """systemd's unit that holds puma's socket across restarts (systemd hosts only)."""
+        return f"puma-{self.app}.socket"
+
+    @property
+    def socket_unit_path(self) -> str:
+        return f"{self.systemd_dir}/{self.socket_unit_name}"
+
+    @property
+    def socket_flag(self) -> str:
+        """Set when the socket unit changed: the next publish re-creates the socket (puma stopped meanwhile)."""
+        return f"{self.app_dir}/.socket-changed"
+
+    @property
     def nginx_site_path(self) -> str:
         return f"{self.nginx_dir}/sites-available/{self.app}.conf"
 
@@ -352,6 +366,10 @@ def render_puma_unit(spec: AppServerSpec) -> str:
     return render("app_server/puma.service.j2", spec=spec)
 
 
+def render_puma_socket(spec: AppServerSpec) -> str:
+    return render("app_server/puma.socket.j2", spec=spec)
+
+
 def render_nginx_site(spec: AppServerSpec) -> str:
     listen = f"{spec.http_bind}:{spec.http_port}" if spec.http_bind else str(spec.http_port)
     return render("app_server/nginx_site.conf.j2", spec=spec, listen=listen,
@@ -421,7 +439,14 @@ def puma_config_step(spec: AppServerSpec) -> Step:
 
 
 def puma_unit_step(spec: AppServerSpec) -> Step:
-    return _file_step("puma-unit", "puma_unit.sh.j2", spec, render_puma_unit(spec))
+    """puma's service unit and, under systemd, the socket unit that keeps its socket across restarts."""
+    unit = render_puma_unit(spec)
+    if spec.service_manager != "systemd":
+        return _file_step("puma-unit", "puma_unit.sh.j2", spec, unit)
+    socket = render_puma_socket(spec)
+    return Step(name="puma-unit", create=_script("puma_unit.sh.j2", spec, content=_file_block(unit),
+                                                 socket_content=_file_block(socket)),
+                triggers=(content_hash(unit + socket),))
 
 
 def nginx_site_step(spec: AppServerSpec) -> Step:
@@ -444,15 +469,16 @@ def release_build_step(spec: AppServerSpec) -> Step:
 def release_publish_step(spec: AppServerSpec) -> Step:
     """Switch, restart, health check, roll back on failure.
 
-    Replaced (so re-run) when the sha changes and when puma's config or unit changes, since
-    those need a restart too; the script restarts only when something actually changed.
+    Replaced (so re-run) when the sha changes and when puma's config, unit or socket unit changes,
+    since those need a restart too; the script restarts only when something actually changed.
     """
     if spec.sha is None:
         raise ValueError("release_publish_step needs spec.sha")
     # The environment's hash is a secret trigger (added by the component): a changed variable restarts
     # puma through the drained publish, with no new release.
+    units = render_puma_unit(spec) + (render_puma_socket(spec) if spec.service_manager == "systemd" else "")
     return Step(name=PUBLISH_STEP, create=_script("release_publish.sh.j2", spec),
-                triggers=(spec.sha, content_hash(render_puma_config(spec)), content_hash(render_puma_unit(spec))),
+                triggers=(spec.sha, content_hash(render_puma_config(spec)), content_hash(units)),
                 secret_triggers=(APP_ENV_SECRET,))
 
 

@@ -39,9 +39,14 @@ INTERFACE_PLACEHOLDER = "@@VRRP_INTERFACE@@"
 PASSWORD_PLACEHOLDER = "@@VRRP_PASSWORD@@"
 
 # Priorities: the preferred first master wins the initial election; nopreempt keeps whoever is
-# master afterwards (see templates/haproxy/keepalived.conf.j2).
-MASTER_PRIORITY = 150
-BACKUP_PRIORITY = 100
+# master afterwards (see templates/haproxy/keepalived.conf.j2). Both are high on purpose: a backup
+# told by a priority-0 advert that the master gave up waits its skew time, (256 - priority) / 256
+# advert intervals, before taking over: 0.61 s at priority 100, 0.06 s at 240.
+MASTER_PRIORITY = 250
+BACKUP_PRIORITY = 240
+
+# `timeout check` in haproxy.cfg: a check unanswered this long fails.
+CHECK_TIMEOUT_S = 5
 
 # HAProxy's agent-check asks this port on each app server whether to drain it (AgentLayout).
 AGENT_PORT = 8099
@@ -211,10 +216,17 @@ class KeepalivedLayout:
     pgrep: str = "/usr/bin/pgrep"
     python: str = "/usr/bin/python3"
     service: ServiceControl = field(default_factory=lambda: ServiceControl.systemd("keepalived"))
+    haproxy_stopped_file: str = "/run/ecom-haproxy-stopped"
+    """keepalived's track_file: 1 while haproxy's unit is stopped, 0 once it has started."""
+    haproxy_dropin: str | None = "/etc/systemd/system/haproxy.service.d/ecom-keepalived.conf"
+    """The haproxy unit drop-in that writes `haproxy_stopped_file`; None where systemd does not run haproxy."""
+    daemon_reload: tuple[str, ...] = ("systemctl", "daemon-reload")
 
     def validate(self) -> None:
-        for name in ("config_path", "notify_path", "keepalived_bin", "pgrep", "python"):
+        for name in ("config_path", "notify_path", "keepalived_bin", "pgrep", "python", "haproxy_stopped_file"):
             _check_path(getattr(self, name), f"keepalived_layout.{name}")
+        if self.haproxy_dropin is not None:
+            _check_path(self.haproxy_dropin, "keepalived_layout.haproxy_dropin")
 
 
 @dataclass(frozen=True)
@@ -242,8 +254,8 @@ class HaproxyNodeSpec:
     check_fall: int = 2
     check_rise: int = 2
     advert_int_s: int = 1
-    notify_attempts: int = 5
-    notify_retry_delay_s: float = 2.0
+    notify_attempts: int = 8
+    notify_retry_delay_s: float = 0.5
 
     def validate(self) -> None:
         key = f"haproxy_nodes[{self.name}]"
@@ -320,7 +332,7 @@ def render_haproxy_cfg(backends: tuple[Backend, ...] | list[Backend], *, tls: bo
     agent = agent or AgentLayout()
     agent.validate()
     return render("haproxy/haproxy.cfg.j2", backends=backends, tls=tls, default_app=default_app,
-                  health=health, layout=layout, agent=agent)
+                  health=health, layout=layout, agent=agent, check_timeout_s=CHECK_TIMEOUT_S)
 
 
 # --------------------------------------------------------------------------- keepalived
@@ -546,17 +558,24 @@ def agent_step(agent: AgentLayout = AgentLayout()) -> Step:
                 triggers=(content_hash(script + unit),))
 
 
-def drained(step: Step, health: HealthCheck = HealthCheck(), agent: AgentLayout = AgentLayout()) -> Step:
+def drained(step: Step, health: HealthCheck = HealthCheck(), agent: AgentLayout = AgentLayout(),
+            socket_flag: str | None = None, drain_always: bool = True) -> Step:
     """`step` (a release-publish) run while this app server's agent answers "drain".
 
     The lock that makes the agent say "drain" is held by the wrapping shell only, so the server
-    is ready again however the step ends (see templates/haproxy/drained.sh.j2)."""
+    is ready again however the step ends (see templates/haproxy/drained.sh.j2).
+    `socket_flag`: where systemd holds puma's socket, the file that says the step re-creates it; while
+    it is absent, the wait for HAProxy's checks after a quick restart is skipped and, with
+    `drain_always` False, so is the drain (requests wait in the socket for the new puma)."""
     health.validate()
     agent.validate()
+    if socket_flag is not None:
+        _check_path(socket_flag, "socket_flag")
     _check(bool(_APP.fullmatch(step.name)), "step.name", f"{step.name!r} must be kebab-case")
     script = _heredoc_safe(step.create, _HEREDOC_DRAINED)
     heard_wait_ms = 2 * agent.inter_ms + 200
     return dataclasses.replace(step, create=render(
         "haproxy/drained.sh.j2", step=step.name, script=script, delimiter=_HEREDOC_DRAINED, agent=agent,
         health=health, heard_wait_s=f"{heard_wait_ms // 1000}.{heard_wait_ms % 1000:03d}",
-        settle_s=(health.rise + 1) * health.interval_s))
+        settle_s=(health.rise + 1) * health.interval_s, socket_flag=socket_flag, drain_always=drain_always,
+        check_timeout_s=CHECK_TIMEOUT_S))

@@ -35,9 +35,10 @@ class Lab:
     def wait_status(self, want: str, timeout: float = 5) -> None:
         wait_until(lambda: self.status() == want, timeout, f"app-1 {want} in HAProxy")
 
-    def publish(self, body: str) -> subprocess.Popen:
+    def publish(self, body: str, socket_flag: str | None = None, drain_always: bool = True) -> subprocess.Popen:
         """The wrapped step as the remote command runs it (bash -c), in a session of its own."""
-        step = drained(Step("release-publish", f"#!/bin/bash\nset -euo pipefail\n{body}\n"), CHECKS, self.agent)
+        step = drained(Step("release-publish", f"#!/bin/bash\nset -euo pipefail\n{body}\n"), CHECKS, self.agent,
+                       socket_flag=socket_flag, drain_always=drain_always)
         return subprocess.Popen(["bash", "-c", step.create], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
 
@@ -98,3 +99,49 @@ def test_a_drain_left_by_anything_else_is_undone_at_the_next_check(lab):
     assert ask_socket(lab.proxy.layout.admin_socket, "set server ecom-platform/app-1 state drain").strip() == ""
     time.sleep(0.05)
     lab.wait_status("UP", timeout=2)
+
+
+def test_a_publish_that_keeps_pumas_socket_is_not_drained_and_one_that_recreates_it_is(lab):
+    """drain_always False: while the socket-changed flag is absent the step runs with the server UP all along;
+    present, drained."""
+    flag, gate = lab.directory / "socket-changed", lab.directory / "go"
+    run = lab.publish(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo published", socket_flag=str(flag), drain_always=False)
+    time.sleep(1.0)                                   # five agent intervals: a drain would show by now
+    assert lab.status() == "UP"
+    gate.touch()
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 0 and "published" in output and "no drain" in output, output
+    assert "HAProxy agent answers" not in output
+
+    gate.unlink()
+    flag.touch()
+    run = lab.publish(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo published", socket_flag=str(flag), drain_always=False)
+    lab.wait_status("DRAIN")
+    gate.touch()
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 0 and "socket is re-created: drained" in output, output
+    assert lab.status() == "UP"
+
+
+def test_an_undrained_publish_that_fails_passes_its_status_on(lab):
+    run = lab.publish("echo 'health check failed' >&2; exit 3", socket_flag=str(lab.directory / "socket-changed"),
+                      drain_always=False)
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 3, output
+
+
+def test_a_drained_publish_that_keeps_the_socket_skips_the_wait_for_checks(lab):
+    """Socket kept and a quick restart: HAProxy's checks never failed, so no settle wait; re-created: the wait."""
+    flag = lab.directory / "socket-changed"
+    for exists, least, most in ((False, 1.0, 1.0 + CHECKS.interval_s * (CHECKS.rise + 1)), (True, 3.0, 30.0)):
+        if exists:
+            flag.touch()
+        started = time.monotonic()
+        # The step takes 1 s: with the 0.6 s heard wait before it, more than a clock that started too early allows.
+        run = lab.publish("sleep 1; echo published", socket_flag=str(flag))
+        output, _ = run.communicate(timeout=30)
+        took = time.monotonic() - started
+        assert run.returncode == 0 and "127.0.0.1 drain" in output, output
+        # settle = (rise + 1) * interval = 2 s here; the heard waits are 2 * 0.2 + 0.2 s each.
+        heard = 2 * (2 * lab.agent.inter_ms + 200) / 1000
+        assert least + heard <= took < most + heard, (exists, took)

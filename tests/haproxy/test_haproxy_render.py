@@ -141,7 +141,7 @@ def test_keepalived_conf_is_unicast_with_a_pgrep_check_and_nopreempt():
 def test_master_has_the_higher_priority():
     master = lines(render_keepalived_conf(NODE))
     backup = lines(render_keepalived_conf(dataclasses.replace(NODE, is_master=False)))
-    assert "priority 150" in master and "priority 100" in backup
+    assert "priority 250" in master and "priority 240" in backup
 
 
 def test_keepalived_interface_is_found_on_the_node_unless_given():

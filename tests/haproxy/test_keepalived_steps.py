@@ -32,6 +32,7 @@ def keepalived_dir(short_dir):
     layout = KeepalivedLayout(
         config_path=str(short_dir / "keepalived.conf"),
         notify_path=str(short_dir / "notify-master-eip.py"),
+        haproxy_stopped_file=str(short_dir / "haproxy-stopped"), haproxy_dropin=None,
         service=ServiceControl(is_active=("test", "-e", str(short_dir / "active")),
                                reload=("touch", str(short_dir / "reloaded")),
                                start=("touch", str(short_dir / "started")),
@@ -101,6 +102,31 @@ def test_install_fills_interface_and_password_validates_and_starts(keepalived_di
     assert "reloaded keepalived" in result.stdout
     assert (directory / "reloaded").exists()
     assert "fall 3" in live.read_text()
+
+
+def test_install_gives_haproxy_a_unit_drop_in_that_writes_the_track_file(keepalived_dir):
+    """The drop-in is written once (daemon-reload once); its hooks really write what keepalived's
+    track_file reads: 1 after haproxy's unit stops, 0 after it starts."""
+    directory, layout = keepalived_dir
+    dropin = directory / "haproxy.service.d" / "ecom-keepalived.conf"
+    layout = dataclasses.replace(layout, haproxy_dropin=str(dropin),
+                                 daemon_reload=("touch", str(directory / "daemon-reloaded")))
+    node = node_spec("haproxy-a", WORLD_STUB, master=True, private_ip=IP_A, peer_ip=IP_B)
+    assert f'file "{layout.haproxy_stopped_file}"' in render_keepalived_conf(node, layout)
+    result = install(node, layout)
+    assert result.returncode == 0, result.stderr
+    assert (directory / "daemon-reloaded").exists()
+    assert stat.S_IMODE(dropin.stat().st_mode) == 0o644
+    hooks = dict(line.split("=", 1) for line in dropin.read_text().splitlines() if line.startswith("Exec"))
+    for key, value in (("ExecStopPost", "1"), ("ExecStartPost", "0")):
+        command = hooks[key].removeprefix("-+")   # systemd's prefixes: ignore failure, full privileges
+        subprocess.run(["/bin/sh", "-c", command.split(" -c ", 1)[1].strip("'")], check=True)
+        assert Path(layout.haproxy_stopped_file).read_text() == f"{value}\n"
+
+    (directory / "daemon-reloaded").unlink()
+    result = install(node, layout)
+    assert result.returncode == 0, result.stderr
+    assert not (directory / "daemon-reloaded").exists()
 
 
 @pytest.mark.parametrize("password, message", [

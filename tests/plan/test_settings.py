@@ -101,6 +101,10 @@ BAD_VALUES = [
     ("apps.0.linkedFiles", ["config/master.key\n"], "ecom-infra:apps[ecom-platform].linkedFiles[0]"),
     ("apps.0.linkedFiles", ["./config/master.key"], "ecom-infra:apps[ecom-platform].linkedFiles[0]"),
     ("apps.0.linkedFiles", ["log/x.log"], "ecom-infra:apps[ecom-platform].linkedFiles[0]"),   # inside linkedDirs
+    ("apps.0.restartBatch", 0, "ecom-infra:apps[ecom-platform].restartBatch"),
+    ("apps.0.restartBatch", 2, "ecom-infra:apps[ecom-platform].restartBatch"),     # 2 servers: the whole app
+    ("apps.0.restartBatch", "all", "ecom-infra:apps[ecom-platform].restartBatch"),
+    ("apps.0.drainRestarts", "no", "ecom-infra:apps[ecom-platform].drainRestarts"),
 ]
 
 
@@ -174,3 +178,18 @@ def test_linked_paths_default_to_what_releases_always_linked():
     raw["apps"][0].update(linkedDirs=["log", "storage"], linkedFiles=["config/master.key"])
     app = parse(raw).apps[0]
     assert app.linked_dirs == ("log", "storage") and app.linked_files == ("config/master.key",)
+
+
+@pytest.mark.parametrize("servers, given, batch", [(1, None, 1), (2, None, 1), (5, None, 4), (5, 2, 2), (1, 1, 1)])
+def test_restart_batch_defaults_to_all_but_one_and_never_the_whole_app(servers, given, batch):
+    raw = with_("apps.0.servers", servers)
+    if given is not None:
+        raw["apps"][0]["restartBatch"] = given
+    assert parse(raw).apps[0].restart_batch == batch
+
+
+def test_a_batch_of_the_whole_app_is_refused_with_the_reason():
+    raw = with_("apps.0.servers", 3)
+    raw["apps"][0]["restartBatch"] = 3
+    with pytest.raises(ConfigError, match=r"restartBatch: must be at most 2: the app has 3 servers and one keeps"):
+        parse(raw)

@@ -223,3 +223,38 @@ def test_a_secret_step_that_could_print_its_secret_is_refused_when_the_program_r
         run_steps("h", [Step("git-ssh", f"#!/bin/bash\n{line}\nIFS= read -r key\n", stdin="deploy_key")], {},
                   "i-0", parent=None, secrets={"deploy_key": "k"})
     check_secret_script("plain", "#!/bin/bash\nset -euo pipefail\nset +x\n# set -x would leak\ncat >\"$f\"\n")
+
+
+def _apps_with(servers: int, **extra) -> str:
+    apps = json.loads(__import__("tests.conftest", fromlist=["synthetic_apps"]).synthetic_apps(servers))
+    for app in apps:
+        app.update(extra)
+    return json.dumps(apps)
+
+
+@pytest.mark.parametrize("batch, waits_for", [
+    (None, {1: [], 2: [], 3: [1, 2]}),          # default: all but one at a time
+    (1, {1: [], 2: [1], 3: [1, 2]}),            # one at a time
+])
+def test_servers_restart_in_batches_after_every_build_of_the_app(batch, waits_for):
+    extra = {} if batch is None else {"restartBatch": batch}
+    plan = offline_plan.run("staging", sha_file_text=SHA_FILE,
+                            config_overrides={"ecom-infra:apps": _apps_with(3, **extra)}).to_dict()
+    for server in (1, 2, 3):
+        publish = f"ecom-platform-{server}-release-publish"
+        for built in (1, 2, 3):      # a release that cannot build on one server restarts on none
+            assert depends(plan, publish, f"ecom-platform-{built}-release-build"), (server, built)
+        for other in (1, 2, 3):
+            if other != server:
+                assert depends(plan, publish, f"ecom-platform-{other}-release-publish") == (other in waits_for[server])
+    assert not depends(plan, "ecom-docs-1-release-publish", "ecom-platform-1-release-publish")  # apps are apart
+
+
+@pytest.mark.parametrize("drain", [True, False])
+def test_a_publish_skips_the_drain_only_when_asked_and_only_while_pumas_socket_is_kept(drain):
+    revealed = offline_plan.run("staging", sha_file_text=SHA_FILE, config_overrides={
+        "ecom-infra:apps": _apps_with(2, drainRestarts=drain)}).to_dict(reveal_secrets=True)
+    script = by_name(revealed)["ecom-platform-1-release-publish"]["inputs"]["create"]
+    assert "if [ ! -e /srv/www/ecom-platform/.socket-changed ]; then" in script
+    assert ("puma's socket is kept across the restart: no drain" in script) is not drain
+    assert "flock 8" in script                  # a publish that re-creates the socket is always drained
