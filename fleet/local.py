@@ -203,23 +203,30 @@ def start_or_grow(raw: dict, running: fleet_spec.FleetSpec | None, work: Path) -
     return spec
 
 
+def log_in(ssh: SshRunner, spec: fleet_spec.FleetSpec, keys: Keys, host_names: list[str]) -> dict[str, Connection]:
+    """Log in to every named host before anything runs on any (nothing half-done); one line names the first
+    that refuses. The fleet's status check: a host that answers but refuses the run's key fails here, even on a
+    run with nothing to change (stricter than a real `pulumi up`, which would not dial it then)."""
+    conns = {}
+    for name in host_names:
+        host = spec.host(name)
+        conns[name] = Connection.from_inputs({"host": str(host.address), "user": "admin",
+                                              "privateKey": keys.admin[0], "hostKey": host.host_public_key}, name)
+        try:
+            ssh.run(conns[name], "true")
+        except SshError as err:
+            raise FleetError(f"{name} ({host.address}): cannot log in over SSH, nothing was run: "
+                             f"{_one_line(str(err))}") from None
+    return conns
+
+
 def run_as_root(spec: fleet_spec.FleetSpec, keys: Keys, host_names: list[str], script: str,
                 stdin: bytes | None = None) -> None:
     """Run one root script on each named fleet host over SSH (pinned host key, the fleet's admin key)."""
     from components.remote_steps import as_root  # noqa: PLC0415
 
     with SshRunner(log=lambda line: None) as ssh:
-        conns = {}
-        for name in host_names:   # every host reachable before the script runs on any (nothing half-done)
-            host = spec.host(name)
-            conns[name] = Connection.from_inputs({"host": str(host.address), "user": "admin",
-                                                  "privateKey": keys.admin[0], "hostKey": host.host_public_key},
-                                                 name)
-            try:
-                ssh.run(conns[name], "true")
-            except SshError as err:
-                raise FleetError(f"{name} ({host.address}): cannot log in over SSH, nothing was run: "
-                                 f"{_one_line(str(err))}") from None
+        conns = log_in(ssh, spec, keys, host_names)
         for name in host_names:
             try:
                 result = ssh.run(conns[name], as_root(script), stdin=stdin)
@@ -351,6 +358,8 @@ def up(fleet: LocalFleet) -> int:
     shape = offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides)
     running = fleet_spec.load_saved(fleet.name)
     spec = start_or_grow(fleet_spec_from(fleet, shape, keys, running), running, fleet.state)
+    with SshRunner(log=lambda line: None) as ssh:
+        log_in(ssh, spec, keys, [host.name for host in spec.hosts])
     tags = publish_origin(fleet, keys, spec, fleet.state)
     seed_sha_file(fleet, tags)
     deploy_started = int(time.time())
