@@ -409,15 +409,7 @@ def live_store(store: release.ShaStore) -> release.LiveStore:
 
 def deployed_shas(path: str, env: str, apps: list[str]) -> dict[str, str]:
     """apps.<app>.sha of a `pulumi stack output --json` file, for the apps asked for that have one."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("--outputs", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError("--outputs", f"{path} is not JSON (line {exc.lineno})") from None
-    section = data.get("apps") if isinstance(data, dict) else None
-    if not isinstance(section, dict):
-        raise ConfigError("--outputs", f"{path} has no apps object: not the outputs of a {env} up")
+    section = outputs_apps(path, env)
     found = {}
     for app in apps:
         sha = section.get(app, {}).get("sha") if isinstance(section.get(app), dict) else None
@@ -445,11 +437,12 @@ def cmd_mark_live(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outputs_apps(path: str, env: str) -> dict:
+def outputs_apps(path: str, env: str) -> dict:
+    """The apps object of a `pulumi stack output --json` file (mark-live and deploy-event read it)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError("--outputs", f"cannot read {path}: {exc.strerror}") from None
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("--outputs", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError("--outputs", f"{path} is not JSON (line {exc.lineno})") from None
     section = data.get("apps") if isinstance(data, dict) else None
@@ -501,7 +494,7 @@ def cmd_deploy_event(args: argparse.Namespace) -> int:
     now = int(datetime.now(timezone.utc).timestamp())
     duration = max(0, now - args.started)
     ctx = context(args)
-    found = deploy_events(ctx.store, live_store(ctx.store), env, apps, args.result, _outputs_apps(args.outputs, env),
+    found = deploy_events(ctx.store, live_store(ctx.store), env, apps, args.result, outputs_apps(args.outputs, env),
                           duration, now, runner)
     for event in found:
         delivered = events.send(event, datadog_url=datadog.api_url, api_key=api_key, webhook_url=targets.webhook_url,
