@@ -6,6 +6,8 @@
 #   tests/fresh_root/run.sh [REV]        REV defaults to HEAD; needs root and debootstrap (make test-fresh-root)
 #   PYTEST_ARGS='tests/fleet -x' tests/fresh_root/run.sh     while investigating: what the last step runs
 #   FRESH_ROOT_KEEP=1 ...                                    keeps the root's files (logs, fleet state) afterwards
+#   FRESH_ROOT_RUN='.venv/bin/python bench/noop.py' ...      runs that command (as root, in the clone) instead of the
+#                                                            tests: benchmarks isolated from other runs on the machine
 #
 # Inside the root, in this order:
 #   1. root: `make setup`       the README's set-up (Debian packages, venv) from nothing
@@ -136,17 +138,21 @@ tests() {
     umount -R /sys
     mount -t sysfs sysfs /sys                   # /sys/class/net of this namespace, not the machine's
     mount -t cgroup2 cgroup2 /sys/fs/cgroup      # rooted at the run's cgroup (cgroup namespace)
+    if [[ -n $FRESH_ROOT_RUN ]]; then
+        step "root" "$FRESH_ROOT_RUN" clean_env bash -c 'cd /src/ecom-infra && eval "$1"' run "$FRESH_ROOT_RUN"
+        return
+    fi
     [[ -n $PYTEST_ARGS ]] || step "user tester" "make test-fast" \
         clean_env runuser -u tester -- env HOME=/home/tester bash -c 'cd /src/ecom-infra && make test-fast'
     step "root" "make test${PYTEST_ARGS:+ PYTEST_ARGS=$PYTEST_ARGS}" \
         clean_env bash -c 'cd /src/ecom-infra && make test PYTEST_ARGS="$1"' make-test "${PYTEST_ARGS:-}"
 }
-unshare --net --cgroup bash -c "$(declare -p ENV_ARGS); PYTEST_ARGS=${PYTEST_ARGS@Q}; $(declare -f step clean_env tests); set -euo pipefail; tests"
+unshare --net --cgroup bash -c "$(declare -p ENV_ARGS); PYTEST_ARGS=${PYTEST_ARGS@Q}; FRESH_ROOT_RUN=${FRESH_ROOT_RUN@Q}; $(declare -f step clean_env tests); set -euo pipefail; tests"
 SCRIPT
 )
 started=$SECONDS
 # A private mount and PID namespace: every mount and every process of the run ends with it, whatever happens.
 ENV_ARGS_Q=$(declare -p env_args | sed 's/^declare -a env_args=/ENV_ARGS=/')
-ROOT="$ROOT" CGROUP="$CGROUP" PYTEST_ARGS="${PYTEST_ARGS:-}" unshare --mount --propagation private --pid --fork --mount-proc \
+ROOT="$ROOT" CGROUP="$CGROUP" PYTEST_ARGS="${PYTEST_ARGS:-}" FRESH_ROOT_RUN="${FRESH_ROOT_RUN:-}" unshare --mount --propagation private --pid --fork --mount-proc \
     bash -c "$ENV_ARGS_Q; $inside"
 say "passed in $((SECONDS - started)) s (${REV:0:12})"
