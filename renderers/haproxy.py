@@ -11,8 +11,8 @@ What runs on a node, in order (`haproxy_node_steps`):
   keepalived-config        keepalived.conf: validate (`keepalived -t`), swap, reload on change
   keepalived-eip-held      (intended master only) wait until an instance holds the Elastic IP
 Rolling restarts drain through HAProxy's agent-check: `agent_step` installs the agent on each app server and
-`drained` wraps its publish. (`drain_step` / `ready_step`, runtime-API steps on the nodes, are no longer used by
-the program: after a failed publish the engine would never run the `ready`.)
+`drained` wraps its publish. (Not steps on the nodes: after a failed publish the engine would never run a
+`ready` step there.)
 
 Paths and service commands live in `HaproxyLayout` / `KeepalivedLayout` so tests can point the
 same scripts at temp files and at processes they started, without fake binaries.
@@ -375,7 +375,6 @@ def render_notify_master(node: HaproxyNodeSpec) -> str:
 _HEREDOC_CFG = "ECOM_HAPROXY_CFG"
 _HEREDOC_KEEPALIVED = "ECOM_KEEPALIVED_CONF"
 _HEREDOC_NOTIFY = "ECOM_NOTIFY_MASTER_PY"
-_HEREDOC_RUNTIME = "ECOM_RUNTIME_API_PY"
 _HEREDOC_AGENT = "ECOM_HAPROXY_AGENT"
 _HEREDOC_DRAINED = "ECOM_DRAINED_STEP"
 
@@ -466,60 +465,6 @@ def haproxy_node_steps(node: HaproxyNodeSpec, backends: tuple[Backend, ...] | li
         steps.append(Step(name="keepalived-eip-held", create=render_eip_held_script(keepalived),
                           triggers=(content_hash(conf), content_hash(notify))))
     return steps
-
-
-# --------------------------------------------------------------------------- rolling restarts
-
-def _names(backend: Backend | str, server: BackendServer | str) -> tuple[str, str]:
-    app = backend.app if isinstance(backend, Backend) else backend
-    name = server.name if isinstance(server, BackendServer) else server
-    _check(isinstance(app, str) and bool(_APP.fullmatch(app)), "backend",
-           f"{app!r} must be lowercase letters, digits and '-'", "ecom-platform")
-    _check(isinstance(name, str) and bool(_SERVER.fullmatch(name)), "server",
-           f"{name!r} must be letters, digits, '.', '_', '-'", "app-1")
-    return app, name
-
-
-def render_runtime_script(action: str, backend: Backend | str, server: BackendServer | str, *,
-                          timeout_s: int = 60, wait_up: bool = True,
-                          layout: HaproxyLayout = HaproxyLayout()) -> str:
-    """Shell script that runs `action` (drain | ready) through the admin socket."""
-    _check(action in ("drain", "ready"), "action", f"{action!r} must be drain or ready")
-    _check_count(timeout_s, "timeout_s", 1, 3600)
-    layout.validate()
-    app, name = _names(backend, server)
-    client = _heredoc_safe(render("haproxy/runtime_api.py.j2"), _HEREDOC_RUNTIME)
-    return render("haproxy/runtime_step.sh.j2", action=action, app=app, server=name,
-                  timeout_s=timeout_s, wait_up=wait_up, layout=layout, client=client,
-                  delimiter=_HEREDOC_RUNTIME)
-
-
-def drain_step(backend: Backend | str, server: BackendServer | str, *,
-               triggers: tuple[str, ...] = (), timeout_s: int = 60,
-               layout: HaproxyLayout = HaproxyLayout()) -> Step:
-    """Stop sending new requests to `server` and wait (bounded) until its sessions reach 0.
-
-    Put it on both HAProxy nodes before the server's restart, with the restart's triggers
-    (e.g. the release sha) so it runs whenever the restart does. A node whose HAProxy does not
-    answer is skipped with a warning; a drain that times out warns and lets the restart go on.
-    """
-    app, name = _names(backend, server)
-    return Step(name=f"haproxy-drain-{app}-{name}",
-                create=render_runtime_script("drain", app, name, timeout_s=timeout_s,
-                                             wait_up=False, layout=layout),
-                triggers=tuple(triggers))
-
-
-def ready_step(backend: Backend | str, server: BackendServer | str, *,
-               triggers: tuple[str, ...] = (), wait_up: bool = True, timeout_s: int = 60,
-               layout: HaproxyLayout = HaproxyLayout()) -> Step:
-    """Give `server` traffic again; with `wait_up`, fail unless its health check says UP in
-    time, so a broken release stops the rolling restart before the next server drains."""
-    app, name = _names(backend, server)
-    return Step(name=f"haproxy-ready-{app}-{name}",
-                create=render_runtime_script("ready", app, name, timeout_s=timeout_s,
-                                             wait_up=wait_up, layout=layout),
-                triggers=tuple(triggers))
 
 
 # --------------------------------------------------------------------------- HAProxy agent
