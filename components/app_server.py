@@ -8,13 +8,15 @@ last step (`release-publish`: switch, restart, health check) is created separate
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pulumi
 import pulumi_command as command
 
 from ecom_infra.settings import App, Settings
-from renderers.app_server import (APP_ENV_SECRET, DEPLOY_KEY_SECRET, PUBLISH_STEP, app_server_steps,
-                                  render_environment_file, spec_from_settings)
+from renderers.app_server.files import render_environment_file
+from renderers.app_server.spec import AppServerSpec
+from renderers.app_server.steps import APP_ENV_SECRET, DEPLOY_KEY_SECRET, PUBLISH_STEP, app_server_steps
 from renderers.steps import Step
 from .host import Ec2Host, HostArgs
 from .remote_steps import TRIGGER_KEY, run_steps, secret_hash
@@ -65,3 +67,30 @@ class AppServer(pulumi.ComponentResource):
         [cmd] = run_steps(self.server_name, [step], self.host.connection, self.host.instance_id,
                           parent=self, secrets=self._secrets, depends_on=[self.commands[-1], *depends_on])
         return cmd
+
+
+def spec_from_settings(settings: Settings, app_name: str, sha: str | None, **overrides: Any) -> AppServerSpec:
+    """The spec of an app server of `app_name` from the stack settings (the renderers never read settings).
+
+    Only the known_hosts lines of the app's git host are pinned for it.
+    """
+    app = settings.app(app_name)
+    pinned_as = app.repo.host if app.repo.port == 22 else f"[{app.repo.host}]:{app.repo.port}"
+    known_hosts = tuple(line for line in settings.git_known_hosts
+                        if pinned_as in line.split(" ", 1)[0].split(","))
+    values: dict[str, Any] = {
+        "app": app.name, "repo_url": app.repo.url, "hostnames": tuple(app.hostnames), "branch": app.branch,
+        "sha": sha, "git_host": app.repo.host, "git_port": app.repo.port, "known_hosts": known_hosts,
+        "deploy_user": settings.deploy.user, "deploy_group": settings.deploy.group,
+        "deploy_root": settings.deploy.root, "keep_releases": settings.deploy.keep_releases,
+        "rails_env": settings.deploy.rails_env, "health_path": app.health_check_path,
+        "health_timeout": app.health_check_timeout, "puma_workers": app.puma_workers,
+        # One thread count in settings: min = max, as Rails' own puma.rb does.
+        "puma_threads_min": app.puma_threads, "puma_threads_max": app.puma_threads,
+        "ruby_source": settings.ruby.source, "bundle_local": settings.ruby.bundle_local,
+        "datadog_enabled": settings.datadog.enabled, "datadog_conf_dir": settings.datadog.conf_dir,
+        "linked_dirs": app.linked_dirs, "linked_files": app.linked_files, "env": app.env,
+        "hooks": tuple((h.point, h.run, h.once, h.timeout) for h in app.hooks),
+    }
+    values.update(overrides)
+    return AppServerSpec(**values)

@@ -18,8 +18,10 @@ import pulumi
 import pulumi_aws as aws
 
 from ecom_infra.settings import Settings
-from renderers.haproxy import (AGENT_PORT, TLS_PEM_SECRET, Backend, BackendServer, HaproxyNodeSpec, HealthCheck,
-                               agent_step, drained, haproxy_node_steps)
+from renderers.haproxy.agent import agent_step, drained
+from renderers.haproxy.layout import AGENT_PORT
+from renderers.haproxy.node import haproxy_node_steps
+from renderers.haproxy.spec import TLS_PEM_SECRET, Backend, BackendServer, HaproxyNodeSpec, HealthCheck
 from renderers.steps import Step
 from .app_server import AppServer
 from .host import Ec2Host, HostArgs
@@ -117,7 +119,7 @@ class HaproxyPair(pulumi.ComponentResource):
         deploy before any server restarts; a publish that fails stops it before the next batch. The drain is
         not a step on the HAProxy nodes (the engine starts no step after a failure, so a `ready` step after a
         failed publish would never run): each app server runs an agent HAProxy asks at every check, and the
-        publish holds the lock that makes it answer "drain" (`renderers.haproxy.drained`). However the publish
+        publish holds the lock that makes it answer "drain" (`renderers.haproxy.agent.drained`). However the publish
         ends, the lock dies with it and the server is ready again.
         """
         for app in self.settings.apps:

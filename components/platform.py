@@ -66,7 +66,7 @@ def build(settings: Settings, secrets: Secrets) -> Platform:
                                ami_id=image, key_name=key_pair.key_name),
                       settings, secrets.ssh_private_key, secrets.deploy_key, secrets.app_secrets, opts,
                       # The app's `once` hooks (db:migrate) run on one server: its first, which stays
-                      # when the app scales; it records each sha's success (renderers/app_server.py).
+                      # when the app scales; it records each sha's success (renderers/app_server/).
                       runs_once_hooks=i == 0)
             for i in range(app.servers)
         ]

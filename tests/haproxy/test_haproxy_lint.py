@@ -9,10 +9,12 @@ import sys
 import pytest
 
 from haproxy_testlib import SYSTEM_PYTHON, need, run_in_netns, self_signed_pem
-from renderers.haproxy import (Backend, BackendServer, HaproxyLayout, HaproxyNodeSpec,
-                               KeepalivedLayout, agent_step, drained, fill_keepalived_conf,
-                               haproxy_node_steps, render_agent, render_haproxy_cfg,
-                               render_keepalived_conf, render_notify_master)
+from renderers.haproxy.agent import agent_step, drained, render_agent
+from renderers.haproxy.haproxy_cfg import render_haproxy_cfg
+from renderers.haproxy.keepalived import fill_keepalived_conf, render_keepalived_conf, render_notify_master
+from renderers.haproxy.layout import HaproxyLayout, KeepalivedLayout
+from renderers.haproxy.node import haproxy_node_steps
+from renderers.haproxy.spec import Backend, BackendServer, HaproxyNodeSpec
 from renderers.steps import Step
 
 pytestmark = pytest.mark.tools

@@ -7,12 +7,12 @@ import pytest
 
 from ecom_infra.errors import ConfigError
 from renderers import content_hash
-from renderers.haproxy import (INTERFACE_PLACEHOLDER, PASSWORD_PLACEHOLDER, TLS_PEM_SECRET,
-                               VRRP_PASSWORD_SECRET, Backend, BackendServer, HaproxyNodeSpec,
-                               HealthCheck, fill_keepalived_conf,
-                               haproxy_node_steps, render_haproxy_cfg,
-                               render_haproxy_install, render_keepalived_conf,
-                               render_notify_master)
+from renderers.haproxy.haproxy_cfg import render_haproxy_cfg, render_haproxy_install
+from renderers.haproxy.keepalived import (INTERFACE_PLACEHOLDER, PASSWORD_PLACEHOLDER, fill_keepalived_conf,
+                                          render_keepalived_conf, render_notify_master)
+from renderers.haproxy.node import haproxy_node_steps
+from renderers.haproxy.spec import (TLS_PEM_SECRET, VRRP_PASSWORD_SECRET, Backend, BackendServer, HaproxyNodeSpec,
+                                    HealthCheck)
 
 PLATFORM = Backend("ecom-platform", ("shop.example.com", "www.example.com"), "/up",
                    (BackendServer("app-1", "10.0.1.10"), BackendServer("app-2", "10.0.1.11")))
@@ -237,7 +237,7 @@ def test_a_file_holding_the_heredoc_delimiter_is_refused():
 def test_a_trailing_newline_in_a_hostname_is_refused():
     """`$` matches before a final newline: every pattern must match the whole value."""
     from ecom_infra.errors import ConfigError  # noqa: PLC0415
-    from renderers.haproxy import Backend, BackendServer  # noqa: PLC0415
+    from renderers.haproxy.spec import Backend, BackendServer  # noqa: PLC0415
 
     with pytest.raises(ConfigError, match="hostnames"):
         Backend(app="ecom-platform", hostnames=("shop.example.com\n",), health_path="/health",
@@ -245,6 +245,6 @@ def test_a_trailing_newline_in_a_hostname_is_refused():
 
 
 def test_node_services_are_enabled_for_boot_by_default():
-    from renderers.haproxy import HaproxyLayout, KeepalivedLayout  # noqa: PLC0415
+    from renderers.haproxy.layout import HaproxyLayout, KeepalivedLayout  # noqa: PLC0415
     assert HaproxyLayout().service.enable == ("systemctl", "enable", "--quiet", "haproxy")
     assert KeepalivedLayout().service.enable == ("systemctl", "enable", "--quiet", "keepalived")
