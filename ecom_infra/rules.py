@@ -14,6 +14,7 @@ Public API (all patterns are compiled; use `.fullmatch`, or `match()` below):
 - AWS:     REGION, AZ, INSTANCE_TYPE, VPC_ID, SUBNET_ID, AMI_ID, AMI_OWNER, AMI_NAME, BUCKET, S3_KEY,
            INSTANCE_ID, ALLOCATION_ID
 - misc:    HOSTNAME, UTC_TIME
+- scripts: SCRIPT_XTRACE, SCRIPT_STDIN_TO_OUTPUT, SCRIPT_COMMENT (what a secret-reading step may not do)
 - ranges:  (low, high) tuples named after their key, e.g. KEEP_RELEASES, SERVERS, PORT, HOOK_TIMEOUT
 - sets:    HOOK_POINTS, RESERVED_LINK_PATHS, RESERVED_ENV_NAMES, SYSTEM_DIRS, SYSTEM_TREES, SYSTEM_ACCOUNTS,
            ADMIN_MIN_PREFIX
@@ -88,6 +89,18 @@ BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 S3_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$")
 INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 ALLOCATION_ID = re.compile(r"^eipalloc-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+
+# Shell scripts that receive a secret on stdin must not be able to print it (components/remote_steps.py).
+# xtrace in any form: it prints every command with its expanded arguments (a secret read from stdin included).
+SCRIPT_XTRACE = re.compile(r"""(?x)
+    \bset\s+(?:-[A-Za-z]*x|-o\s+xtrace)        # set -x, set -euxo pipefail, set -o xtrace
+  | \bshopt\s+-[a-z]*\s*-o\s+xtrace          # shopt -s -o xtrace
+  | \b(?:ba)?sh\s+(?:-[A-Za-z]*x|-o\s+xtrace)  # bash -x script
+  | \bBASH_XTRACEFD\b | \bSHELLOPTS=
+""")
+# stdin copied to the output: a bare `cat`, or `tee` (which always writes to stdout).
+SCRIPT_STDIN_TO_OUTPUT = re.compile(r"(?:^|[|;&(]\s*)(?:cat\s*(?:$|[|;&)])|tee\b)")
+SCRIPT_COMMENT = re.compile(r"(?:^|\s)#.*$")
 
 # ----------------------------------------------------------------------------- ranges
 # (low, high), inclusive; named after the key they bound. Use: check_count(v, key, *KEEP_RELEASES, "5").
