@@ -90,6 +90,9 @@ BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
 LIVE_KEEP = 100                     # live records kept per env/app: enough history, a bounded file
 GIT_TIMEOUT_S = 60                  # `git ls-remote`/`fetch` from the release CLI
+S3_MAX_ATTEMPTS = 3                 # botocore's own retries of one S3 call (throttling, 5xx)
+S3_CONNECT_TIMEOUT_S = 5
+S3_READ_TIMEOUT_S = 30
 
 # ----------------------------------------------------------------------------- app server host (renderer)
 PUMA_THREADS_MIN = 1

@@ -124,9 +124,9 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None):
     LocalStack) gets path-style addressing, since it has no per-bucket DNS names.
     """
     config = botocore.config.Config(
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=30,
+        retries={"max_attempts": defaults.S3_MAX_ATTEMPTS, "mode": "standard"},
+        connect_timeout=defaults.S3_CONNECT_TIMEOUT_S,
+        read_timeout=defaults.S3_READ_TIMEOUT_S,
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
     session = boto3.session.Session(region_name=region)
