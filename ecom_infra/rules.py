@@ -296,6 +296,6 @@ def check_sha(value: object, key: str) -> str:
         fail(key, f"must be a 40-character hex commit sha, got {type(value).__name__}", EXAMPLE_SHA)
     sha = value.strip().lower()
     if not SHA.fullmatch(sha):
-        shown = value if len(value) <= 60 and value.isprintable() else repr(value[:60])
-        fail(key, f"must be a 40-character hex commit sha, got {shown!r} ({len(value)} characters)", EXAMPLE_SHA)
+        shown = repr(value if len(value) <= 60 and value.isprintable() else value[:60])   # quoted once
+        fail(key, f"must be a 40-character hex commit sha, got {shown} ({len(value)} characters)", EXAMPLE_SHA)
     return sha

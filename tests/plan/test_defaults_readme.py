@@ -4,7 +4,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ecom_infra import defaults, settings
+import pytest
+
+from ecom_infra import defaults, rules, settings
+from ecom_infra.errors import ConfigError
 
 from .test_settings import BASE, parse
 
@@ -68,3 +71,45 @@ def test_defaults_module_is_what_settings_applies():
         defaults.HAPROXY_INSTANCE_TYPE, defaults.VRRP_ROUTER_ID, defaults.CHECK_INTERVAL)
     assert (s.datadog.enabled, s.datadog.conf_dir, s.datadog.api_url, s.deploy_events.timeout) == (
         defaults.DATADOG_ENABLED, defaults.DATADOG_CONF_DIR, defaults.DATADOG_API_URL, defaults.EVENT_TIMEOUT)
+
+
+def readme_rows() -> dict[str, str]:
+    """{first key of a row: its meaning column} from the config reference table."""
+    section = README.read_text(encoding="utf-8").split("\n## Config reference\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[re.findall(r"`([^`]+)`", cells[0])[0]] = cells[2]
+    return rows
+
+
+# README key -> the range ecom_infra.rules enforces for it, in the order the row states them.
+RANGES = {
+    "apps[].servers": [rules.SERVERS],
+    "apps[].healthCheckTimeout": [rules.HEALTH_CHECK_TIMEOUT],
+    "apps[].pumaWorkers": [rules.PUMA_WORKERS, rules.PUMA_THREADS],
+    "apps[].hooks.<point>[].timeout": [rules.HOOK_TIMEOUT],
+    "deploy.keepReleases": [rules.KEEP_RELEASES],
+    "shaBucket.noncurrentDays": [rules.NONCURRENT_DAYS],
+    "shaBucket.noncurrentKept": [rules.NONCURRENT_KEPT],
+    "haproxy.vrrpRouterId": [rules.VRRP_ROUTER_ID, rules.CHECK_INTERVAL],
+    "deployEvents.timeout": [rules.EVENT_TIMEOUT],
+    "awsEndpoint": [rules.PORT],
+}
+
+
+def test_readme_ranges_match_rules():
+    rows = readme_rows()
+    for key, ranges in RANGES.items():
+        stated = [(int(a), int(b)) for a, b in re.findall(r"\b(\d+)-(\d+)\b", rows[key])]
+        assert stated == ranges, f"README row {key} states {stated}, ecom_infra.rules has {ranges}"
+
+
+def test_readme_error_example_is_what_settings_says():
+    """The config reference quotes one error line: it is the real one."""
+    intro = README.read_text(encoding="utf-8").split("\n## Config reference\n", 1)[1].split("\n| key |", 1)[0]
+    quoted = re.search(r"\(`(ecom-infra:deploy\.keepReleases: [^`]+)`\)", " ".join(intro.split())).group(1)
+    with pytest.raises(ConfigError) as caught:
+        parse({**BASE, "deploy": {"keepReleases": 1}})
+    assert str(caught.value) == quoted
