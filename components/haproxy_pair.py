@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from ecom_infra import defaults as D
 from ecom_infra.host_names import HAPROXY_NODES, ServerId
 from ecom_infra.settings import Settings
 from renderers.haproxy.layout import AGENT_PORT
@@ -149,7 +150,7 @@ def backends(settings: Settings, servers: Sequence[tuple[ServerId, str]]) -> lis
     search)."""
     result = []
     for app in settings.apps:
-        members = tuple(BackendServer(name=server.name, address=address, port=80, agent_port=AGENT_PORT)
+        members = tuple(BackendServer(name=server.name, address=address, port=D.HTTP_PORT, agent_port=AGENT_PORT)
                         for server, address in sorted(servers) if server.app == app.name)
         result.append(Backend(app=app.name, hostnames=app.hostnames, health_path=app.health_check_path,
                               servers=members))

@@ -6,9 +6,10 @@ import re
 from typing import Any
 
 from ecom_infra.errors import ConfigError
+from ecom_infra.rules import ENV_NAME
 
 from .. import render
-from .spec import _ENV_NAME_RE, AppServerSpec
+from .spec import AppServerSpec
 
 ENV_FILE_HEADER = "# Written by ecom-infra (apps[].env, ecom-infra:appSecrets): edits are overwritten."
 FILE_EOF = "ECOM_FILE_EOF"  # here-document terminator for file contents inside scripts
@@ -50,8 +51,8 @@ def render_environment_file(variables: Any) -> str:
     Called inside an apply on secret values: the text is a secret and travels on stdin only."""
     lines = [ENV_FILE_HEADER]
     for name, value in sorted(variables):
-        if not _ENV_NAME_RE.fullmatch(name) or set(value) & {"\n", "\r", "\0"}:
-            raise ConfigError(f"app_server.env.{name if _ENV_NAME_RE.fullmatch(name) else '?'}",
+        if not ENV_NAME.fullmatch(name) or set(value) & {"\n", "\r", "\0"}:
+            raise ConfigError(f"app_server.env.{name if ENV_NAME.fullmatch(name) else '?'}",
                               "must be a variable name with a value without newlines or NUL")
         lines.append(f"{name}={_env_quote(value)}")
     return "\n".join(lines) + "\n"

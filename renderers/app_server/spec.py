@@ -4,32 +4,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ecom_infra import defaults as D
 from ecom_infra.errors import ConfigError
+from ecom_infra.rules import (ABS_PATH, APP_NAME, BRANCH, ENV_NAME, HEALTH_CHECK_TIMEOUT, HOOK_POINTS, HOOK_TIMEOUT,
+                              KEEP_RELEASES, LINK_PATH, PACKAGE, PORT, PUMA_THREADS, PUMA_WORKERS, RESERVED_LINK_PATHS,
+                              SHA, UNIX_NAME, URL_PATH, WHO)
 
 from .. import content_hash
 
 BUILD_SECRET_KEY_BASE = "ecom-infra-build-placeholder-never-used-to-serve"
 
-# Shapes of values that reach paths, unit files, nginx and ruby code, not only shells.
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
-_UNIX_NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
-_PATH_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-_BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+# Shapes only the app server takes (test hosts: local repositories, any case in names); the rest are
+# ecom_infra.rules'. Values reach paths, unit files, nginx and ruby code, not only shells.
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
-_URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]{0,200}$")
 _REPO_URL_RE = re.compile(r"^(ssh://[A-Za-z0-9_.@:/~-]+|[a-z_][a-z0-9_-]*@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+"
                           r"|file://(/[A-Za-z0-9._-]+)+|(/[A-Za-z0-9._-]+)+)$")
 _KNOWN_HOST_RE = re.compile(r"^[][A-Za-z0-9.,:-]+ [a-z0-9@.-]+ [A-Za-z0-9+/]+={0,3}$")
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
-_WHO_RE = re.compile(r"^[A-Za-z0-9@._ -]{0,64}$")
-_ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
-_LINK_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,9}$")
-# The release steps manage these themselves (public/assets always links to shared/assets).
-_RESERVED_LINKS = ("public/assets", ".bundle", "REVISION", "Gemfile", "Gemfile.lock")
 
 SERVICE_MANAGERS = ("systemd", "direct")
-HOOK_POINTS = ("afterBuild", "afterPublish", "onFailure")
 
 
 @dataclass(frozen=True)
@@ -41,39 +33,40 @@ class AppServerSpec:
     """git SSH URL (`git@host:path`, `ssh://user@host[:port]/path`) or, on test hosts, a local path / file:// URL."""
     hostnames: tuple[str, ...]
     """nginx `server_name`s; the first is the Host the health check sends."""
-    branch: str = "master"
+    branch: str = D.APP_BRANCH
     sha: str | None = None
     """The commit to run; None provisions the host without a release."""
     git_host: str | None = None
     """Host of `repo_url` for the SSH config entry (None for a local repository)."""
-    git_port: int = 22
+    git_port: int = D.GIT_PORT
     known_hosts: tuple[str, ...] = ()
     """Pinned known_hosts lines for `git_host` (`[host]:port key` when the port is not 22)."""
-    deploy_user: str = "deploy"
-    deploy_group: str = "deploy"
-    deploy_root: str = "/srv/www"
-    keep_releases: int = 5
-    health_path: str = "/health"
-    health_timeout: int = 60
-    puma_workers: int = 2
-    puma_threads_min: int = 1
-    puma_threads_max: int = 5
-    ruby_source: str = "distro"
+    deploy_user: str = D.DEPLOY_USER
+    deploy_group: str = D.DEPLOY_USER     # the group defaults to the user
+    deploy_root: str = D.DEPLOY_ROOT
+    keep_releases: int = D.KEEP_RELEASES
+    health_path: str = D.APP_HEALTH_CHECK_PATH
+    health_timeout: int = D.APP_HEALTH_CHECK_TIMEOUT
+    puma_workers: int = D.APP_PUMA_WORKERS
+    puma_threads_min: int = D.PUMA_THREADS_MIN
+    puma_threads_max: int = D.APP_PUMA_THREADS
+    ruby_source: str = D.RUBY_SOURCE
     """`distro`: Debian's ruby and bundler packages (the only source so far)."""
-    bundle_local: bool = False
+    bundle_local: bool = D.RUBY_BUNDLE_LOCAL
     """`bundle install --local` against the gems Debian installed (no rubygems.org); else
     `deployment` mode into shared/bundle from the Gemfile's source."""
     gem_packages: tuple[str, ...] = ("ruby-rails", "puma", "ruby-sprockets-rails", "ruby-sqlite3")
     """Debian packages that provide the app's gems when `bundle_local`."""
-    rails_env: str = "production"
+    rails_env: str = D.RAILS_ENV
     datadog_enabled: bool = False
-    datadog_conf_dir: str = "/etc/datadog-agent/conf.d"
+    """Off unless asked (stacks default to on: settings pass it in)."""
+    datadog_conf_dir: str = D.DATADOG_CONF_DIR
     deployed_by: str = ""
     """Who the revisions.log names; empty: the user the step runs as (through sudo)."""
-    lock_timeout: int = 900
+    lock_timeout: int = D.LOCK_TIMEOUT
     """Seconds a deploy waits for another deploy of the same app on this host."""
     # Where things live on the host: the defaults are Debian's; tests point them at a temp dir.
-    http_port: int = 80
+    http_port: int = D.HTTP_PORT
     http_bind: str | None = None
     """Address nginx listens on for this site (None: every address)."""
     default_server: bool = True
@@ -86,9 +79,9 @@ class AppServerSpec:
     service_manager: str = "systemd"
     """`systemd` on real hosts; `direct` starts puma and nginx without a service manager (hosts
     without systemd as PID 1, such as this project's test machine)."""
-    linked_dirs: tuple[str, ...] = ("log", "tmp/pids", "tmp/sockets", "tmp/cache")
+    linked_dirs: tuple[str, ...] = D.APP_LINKED_DIRS
     """Release folders that are links to the same path under shared/ (Capistrano's linked_dirs)."""
-    linked_files: tuple[str, ...] = ()
+    linked_files: tuple[str, ...] = D.APP_LINKED_FILES
     """Release files that are links to the same path under shared/; the build fails while one is missing."""
     env: tuple[tuple[str, str], ...] = ()
     """The app's plain variables (apps[].env); they reach puma through the environment file, and the build."""
@@ -215,15 +208,15 @@ def _check(ok: bool, key: str, problem: str, example: str | None = None) -> None
 
 def _validate(s: AppServerSpec) -> None:
     """Refuse values that could not be rendered safely; settings gives friendlier errors first."""
-    _check(bool(_NAME_RE.fullmatch(s.app)), "app", f"must be a lowercase app name, got {s.app!r}", "ecom-platform")
+    _check(bool(APP_NAME.fullmatch(s.app)), "app", f"must be a lowercase app name, got {s.app!r}", "ecom-platform")
     _check(bool(_REPO_URL_RE.fullmatch(s.repo_url)), "repo_url",
            f"must be a git SSH URL, a file:// URL or an absolute path, got {s.repo_url!r}",
            "git@github.com:emami/ecom-platform.git")
     _check(bool(s.hostnames) and all(_HOST_RE.fullmatch(h) for h in s.hostnames), "hostnames",
            f"must be one or more DNS names, got {s.hostnames!r}", "('shop.example.com',)")
-    _check(bool(_BRANCH_RE.fullmatch(s.branch)) and ".." not in s.branch, "branch",
+    _check(bool(BRANCH.fullmatch(s.branch)) and ".." not in s.branch, "branch",
            f"must be a git branch name, got {s.branch!r}", "master")
-    _check(s.sha is None or bool(_SHA_RE.fullmatch(s.sha)), "sha",
+    _check(s.sha is None or bool(SHA.fullmatch(s.sha)), "sha",
            f"must be a 40-character lowercase hex commit sha or None, got {s.sha!r}")
     _check(s.git_host is None or bool(_HOST_RE.fullmatch(s.git_host)), "git_host",
            f"must be a host name, got {s.git_host!r}", "github.com")
@@ -232,46 +225,48 @@ def _validate(s: AppServerSpec) -> None:
     _check(all(_KNOWN_HOST_RE.fullmatch(line) for line in s.known_hosts), "known_hosts",
            "must be known_hosts lines 'host keytype base64key'")
     for key in ("deploy_user", "deploy_group", "nginx_user"):
-        _check(bool(_UNIX_NAME_RE.fullmatch(getattr(s, key))), key, f"must be a unix name, got {getattr(s, key)!r}")
+        _check(bool(UNIX_NAME.fullmatch(getattr(s, key))), key, f"must be a unix name, got {getattr(s, key)!r}")
     _check(s.deploy_user != "root", "deploy_user", "must not be root: the app runs unprivileged", "deploy")
     for key in ("deploy_root", "datadog_conf_dir", "nginx_dir", "nginx_conf", "nginx_pid_file", "systemd_dir"):
         value = getattr(s, key)
-        _check(bool(_PATH_RE.fullmatch(value)) and "/../" not in f"{value}/" and "/./" not in f"{value}/", key,
+        _check(bool(ABS_PATH.fullmatch(value)) and "/../" not in f"{value}/" and "/./" not in f"{value}/", key,
                f"must be an absolute path without '.' or '..' parts, got {value!r}")
-    _check(bool(_URL_PATH_RE.fullmatch(s.health_path)), "health_path", f"must be a URL path, got {s.health_path!r}",
+    _check(bool(URL_PATH.fullmatch(s.health_path)), "health_path", f"must be a URL path, got {s.health_path!r}",
            "/health")
-    for key, low, high in (("keep_releases", 2, 100), ("health_timeout", 1, 3600), ("puma_workers", 0, 64),
-                           ("puma_threads_min", 0, 256), ("puma_threads_max", 1, 256), ("git_port", 1, 65535),
-                           ("http_port", 1, 65535), ("lock_timeout", 1, 86400)):
+    for key, low, high in (("keep_releases", *KEEP_RELEASES), ("health_timeout", *HEALTH_CHECK_TIMEOUT),
+                           ("puma_workers", *PUMA_WORKERS), ("puma_threads_min", 0, PUMA_THREADS[1]),
+                           ("puma_threads_max", *PUMA_THREADS), ("git_port", *PORT), ("http_port", *PORT),
+                           ("lock_timeout", 1, 86400)):
         value = getattr(s, key)
         _check(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high, key,
                f"must be an integer from {low} to {high}, got {value!r}")
     _check(s.puma_threads_min <= s.puma_threads_max, "puma_threads_min",
            f"must not exceed puma_threads_max ({s.puma_threads_max}), got {s.puma_threads_min}")
-    _check(s.ruby_source == "distro", "ruby_source", f"must be 'distro', got {s.ruby_source!r}", "distro")
+    _check(s.ruby_source == D.RUBY_SOURCE, "ruby_source", f"must be 'distro', got {s.ruby_source!r}", "distro")
     _check(s.service_manager in SERVICE_MANAGERS, "service_manager",
            f"must be one of {', '.join(SERVICE_MANAGERS)}, got {s.service_manager!r}")
-    _check(bool(_UNIX_NAME_RE.fullmatch(s.rails_env)), "rails_env", f"must be a Rails environment, got {s.rails_env!r}",
+    _check(bool(UNIX_NAME.fullmatch(s.rails_env)), "rails_env", f"must be a Rails environment, got {s.rails_env!r}",
            "production")
     _check(s.http_bind is None or bool(re.fullmatch(r"^[0-9.]+$|^\[[0-9a-f:]+\]$", s.http_bind)), "http_bind",
            f"must be an IP address, got {s.http_bind!r}", "127.0.0.1")
-    _check(bool(_WHO_RE.fullmatch(s.deployed_by)), "deployed_by", f"must be a short name, got {s.deployed_by!r}")
-    _check(all(_PACKAGE_RE.fullmatch(p) for p in s.gem_packages), "gem_packages", "must be Debian package names")
-    _check(all(_ENV_NAME_RE.fullmatch(n) and isinstance(v, str) and not set(v) & {"\n", "\r", "\0"}
+    _check(bool(WHO.fullmatch(s.deployed_by)), "deployed_by", f"must be a short name, got {s.deployed_by!r}")
+    _check(all(PACKAGE.fullmatch(p) for p in s.gem_packages), "gem_packages", "must be Debian package names")
+    _check(all(ENV_NAME.fullmatch(n) and isinstance(v, str) and not set(v) & {"\n", "\r", "\0"}
                for n, v in s.env), "env", "must be (NAME, value) pairs without newlines or NUL")
     _check(not {n for n, _ in s.env} & {n for n, _ in s.app_environment}, "env",
            "must not set a variable the platform sets (RAILS_ENV, RACK_ENV, LANG)")
     links = s.linked_dirs + s.linked_files
     for key in ("linked_dirs", "linked_files"):
-        _check(all(_LINK_RE.fullmatch(p) for p in getattr(s, key)), key,
+        _check(all(LINK_PATH.fullmatch(p) for p in getattr(s, key)), key,
                f"must be relative paths inside the release without '.' or '..' parts, got {getattr(s, key)!r}")
     for i, path in enumerate(links):
-        for other in links[i + 1:] + _RESERVED_LINKS:
+        for other in links[i + 1:] + RESERVED_LINK_PATHS:
             _check(not (path == other or path.startswith(other + "/") or other.startswith(path + "/")),
                    "linked_dirs", f"{path!r} overlaps {other!r}")
     _check(all(point in HOOK_POINTS and isinstance(run, str) and run.strip() and not set(run) & {"\n", "\r", "\0"}
-               and isinstance(once, bool) and isinstance(limit, int) and 1 <= limit <= 86400
+               and isinstance(once, bool) and isinstance(limit, int) and HOOK_TIMEOUT[0] <= limit <= HOOK_TIMEOUT[1]
                for point, run, once, limit in s.hooks), "hooks",
-           f"must be (point in {', '.join(HOOK_POINTS)}, one-line command, once, timeout 1-86400) tuples")
-    _check(all(_PACKAGE_RE.fullmatch(p) and _UNIX_NAME_RE.fullmatch(c) for p, c in s.packages), "packages",
+           f"must be (point in {', '.join(HOOK_POINTS)}, one-line command, once, "
+           f"timeout {HOOK_TIMEOUT[0]}-{HOOK_TIMEOUT[1]}) tuples")
+    _check(all(PACKAGE.fullmatch(p) and UNIX_NAME.fullmatch(c) for p, c in s.packages), "packages",
            "must be (Debian package, command) pairs")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from ecom_infra.rules import NAME, check
+
 from .. import content_hash, render
 from ..steps import Step
 from .layout import AgentLayout
-from .spec import _APP, CHECK_TIMEOUT_S, HealthCheck, _check, _check_path, _heredoc_safe
+from .spec import CHECK_TIMEOUT_S, HealthCheck, _check_path, _heredoc_safe
 
 AGENT_STEP = "haproxy-agent"
 _HEREDOC_AGENT = "ECOM_HAPROXY_AGENT"
@@ -43,7 +45,7 @@ def drained(step: Step, health: HealthCheck = HealthCheck(), agent: AgentLayout 
     agent.validate()
     if socket_flag is not None:
         _check_path(socket_flag, "socket_flag")
-    _check(bool(_APP.fullmatch(step.name)), "step.name", f"{step.name!r} must be kebab-case")
+    check(bool(NAME.fullmatch(step.name)), "step.name", f"{step.name!r} must be kebab-case")
     script = _heredoc_safe(step.create, _HEREDOC_DRAINED)
     heard_wait_ms = 2 * agent.inter_ms + 200
     return dataclasses.replace(step, create=render(

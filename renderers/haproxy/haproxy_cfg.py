@@ -1,26 +1,28 @@
 """haproxy.cfg (the same on both nodes) and the scripts that install HAProxy, its certificate and its config."""
 from __future__ import annotations
 
+from ecom_infra.rules import check
+
 from .. import render
 from .layout import AgentLayout, HaproxyLayout
-from .spec import CHECK_TIMEOUT_S, TLS_PEM_SECRET, Backend, HealthCheck, _check, _heredoc_safe
+from .spec import CHECK_TIMEOUT_S, TLS_PEM_SECRET, Backend, HealthCheck, _heredoc_safe
 
 _HEREDOC_CFG = "ECOM_HAPROXY_CFG"
 
 
 def _validate_backends(backends: tuple[Backend, ...] | list[Backend]) -> tuple[Backend, ...]:
     backends = tuple(backends)
-    _check(len(backends) > 0, "backends", "needs at least one app")
+    check(len(backends) > 0, "backends", "needs at least one app")
     seen_apps: set[str] = set()
     seen_hosts: dict[str, str] = {}
     for backend in backends:
         backend.validate()
-        _check(backend.app not in seen_apps, "backends", f"app {backend.app!r} is listed twice")
+        check(backend.app not in seen_apps, "backends", f"app {backend.app!r} is listed twice")
         seen_apps.add(backend.app)
         for host in backend.hostnames:
             # One Host header must route to exactly one app.
-            _check(host not in seen_hosts, f"backends[{backend.app}].hostnames",
-                   f"{host!r} is already routed to {seen_hosts.get(host)!r}")
+            check(host not in seen_hosts, f"backends[{backend.app}].hostnames",
+                  f"{host!r} is already routed to {seen_hosts.get(host)!r}")
             seen_hosts[host] = backend.app
     return backends
 
@@ -37,8 +39,8 @@ def render_haproxy_cfg(backends: tuple[Backend, ...] | list[Backend], *, tls: bo
     health.validate()
     layout.validate()
     default_app = backends[0].app if default_app is None else default_app
-    _check(default_app in {b.app for b in backends}, "default_app",
-           f"{default_app!r} is not one of the apps", backends[0].app)
+    check(default_app in {b.app for b in backends}, "default_app",
+          f"{default_app!r} is not one of the apps", backends[0].app)
     agent = agent or AgentLayout()
     agent.validate()
     return render("haproxy/haproxy.cfg.j2", backends=backends, tls=tls, default_app=default_app,

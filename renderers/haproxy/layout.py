@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .spec import _BIND, _check, _check_count, _check_path
+from ecom_infra.rules import BIND, PORT, check
+
+from .spec import _check_count, _check_path
 
 # HAProxy's agent-check asks this port on each app server whether to drain it (AgentLayout).
 AGENT_PORT = 8099
@@ -51,8 +53,8 @@ class HaproxyLayout:
             _check_path(self.chroot, "haproxy_layout.chroot")
         for name in ("http_bind", "https_bind"):
             value = getattr(self, name)
-            _check(bool(_BIND.fullmatch(value)), f"haproxy_layout.{name}",
-                   f"{value!r} must be [IPv4]:port", ":80")
+            check(bool(BIND.fullmatch(value)), f"haproxy_layout.{name}",
+                  f"{value!r} must be [IPv4]:port", ":80")
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class AgentLayout:
     python: str = "/usr/bin/python3"
 
     def validate(self) -> None:
-        _check_count(self.port, "agent.port", 1, 65535)
+        _check_count(self.port, "agent.port", *PORT)
         _check_count(self.inter_ms, "agent.inter_ms", 100, 60000)
         for name in ("state_dir", "script_path", "unit_path", "python"):
             _check_path(getattr(self, name), f"agent.{name}")

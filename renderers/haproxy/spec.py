@@ -1,11 +1,12 @@
 """The HAProxy pair's inputs: the apps and servers behind it, its checks, each node; the checks they share."""
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 
-from ecom_infra.errors import ConfigError
+from ecom_infra import defaults as D
+from ecom_infra.rules import (ABS_PATH, ALLOCATION_ID, APP_NAME, CHECK_INTERVAL, HOSTNAME, INSTANCE_ID, INTERFACE, NAME,
+                              PORT, REGION, SERVER_NAME, VRRP_ROUTER_ID, check, check_ipv4)
 
 # Names of the secrets the component feeds on stdin (never rendered into a script).
 TLS_PEM_SECRET = "haproxy_tls_pem"
@@ -21,42 +22,22 @@ BACKUP_PRIORITY = 240
 # `timeout check` in haproxy.cfg: a check unanswered this long fails.
 CHECK_TIMEOUT_S = 5
 
-_APP = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+# Shapes only HAProxy's inputs take; the rest are ecom_infra.rules'.
 # No spaces or '#': haproxy would split or cut the `http-check send ... uri` line there.
 _HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~/%?=&+-]*$")
-_SERVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-_ALLOCATION_ID = re.compile(r"^eipalloc-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+# Rendered into the takeover script as a Python literal: scheme, host and port only.
 _ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?/?$")
-_INTERFACE = re.compile(r"^[A-Za-z0-9._-]{1,15}$")
-# Paths end up in shell scripts (quoted) and in config files (unquoted): keep them plain.
-_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
-_BIND = re.compile(r"^(?:\d{1,3}(?:\.\d{1,3}){3})?:\d{1,5}$")
-
-
-def _check(ok: bool, key: str, problem: str, example: str | None = None) -> None:
-    if not ok:
-        raise ConfigError(key, problem, example)
-
-
-def _check_ipv4(value: str, key: str) -> None:
-    try:
-        ipaddress.IPv4Address(value)
-    except (ipaddress.AddressValueError, ValueError):
-        raise ConfigError(key, f"{value!r} is not an IPv4 address", "10.0.1.10") from None
 
 
 def _check_count(value: int, key: str, low: int, high: int) -> None:
-    _check(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
-           key, f"{value!r} must be a whole number from {low} to {high}")
+    check(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+          key, f"{value!r} must be a whole number from {low} to {high}")
 
 
 def _check_path(value: str, key: str) -> None:
-    _check(isinstance(value, str) and bool(_PATH.fullmatch(value)), key,
-           f"{value!r} must be an absolute path of letters, digits, '.', '_', '-', '/'")
+    # Paths end up in shell scripts (quoted) and in config files (unquoted): keep them plain.
+    check(isinstance(value, str) and bool(ABS_PATH.fullmatch(value)), key,
+          f"{value!r} must be an absolute path of letters, digits, '.', '_', '-', '/'")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -66,17 +47,17 @@ class BackendServer:
     """One app server as HAProxy sees it (nginx on the app server answers on `port`)."""
     name: str
     address: str
-    port: int = 80
+    port: int = D.HTTP_PORT
     agent_port: int | None = None
     """The port of its HAProxy agent (agent-check), None for none."""
 
     def validate(self, key: str) -> None:
-        _check(isinstance(self.name, str) and bool(_SERVER.fullmatch(self.name)), f"{key}.name",
-               f"{self.name!r} must be letters, digits, '.', '_', '-' (at most 63)", "app-1")
-        _check_ipv4(self.address, f"{key}.address")
-        _check_count(self.port, f"{key}.port", 1, 65535)
+        check(isinstance(self.name, str) and bool(SERVER_NAME.fullmatch(self.name)), f"{key}.name",
+              f"{self.name!r} must be letters, digits, '.', '_', '-' (at most 63)", "app-1")
+        check_ipv4(self.address, f"{key}.address")
+        _check_count(self.port, f"{key}.port", *PORT)
         if self.agent_port is not None:
-            _check_count(self.agent_port, f"{key}.agent_port", 1, 65535)
+            _check_count(self.agent_port, f"{key}.agent_port", *PORT)
 
 
 @dataclass(frozen=True)
@@ -94,23 +75,23 @@ class Backend:
 
     def validate(self) -> None:
         key = f"backends[{self.app}]"
-        _check(isinstance(self.app, str) and bool(_APP.fullmatch(self.app)), "backends[].app",
-               f"{self.app!r} must be lowercase letters, digits and '-'", "ecom-platform")
-        _check(len(self.hostnames) > 0, f"{key}.hostnames", "needs at least one hostname",
-               "shop.example.com")
+        check(isinstance(self.app, str) and bool(APP_NAME.fullmatch(self.app)), "backends[].app",
+              f"{self.app!r} must be lowercase letters, digits and '-'", "ecom-platform")
+        check(len(self.hostnames) > 0, f"{key}.hostnames", "needs at least one hostname",
+              "shop.example.com")
         for i, host in enumerate(self.hostnames):
-            _check(isinstance(host, str) and bool(_HOSTNAME.fullmatch(host)), f"{key}.hostnames[{i}]",
-                   f"{host!r} is not a lowercase DNS name", "shop.example.com")
-        _check(len(set(self.hostnames)) == len(self.hostnames), f"{key}.hostnames",
-               "lists a hostname twice")
-        _check(isinstance(self.health_path, str) and bool(_HEALTH_PATH.fullmatch(self.health_path)),
-               f"{key}.health_path", f"{self.health_path!r} must start with '/' and hold no "
-               "spaces or '#'", "/up")
-        _check(len(self.servers) > 0, f"{key}.servers", "needs at least one app server")
+            check(isinstance(host, str) and bool(HOSTNAME.fullmatch(host)), f"{key}.hostnames[{i}]",
+                  f"{host!r} is not a lowercase DNS name", "shop.example.com")
+        check(len(set(self.hostnames)) == len(self.hostnames), f"{key}.hostnames",
+              "lists a hostname twice")
+        check(isinstance(self.health_path, str) and bool(_HEALTH_PATH.fullmatch(self.health_path)),
+              f"{key}.health_path", f"{self.health_path!r} must start with '/' and hold no "
+              "spaces or '#'", "/up")
+        check(len(self.servers) > 0, f"{key}.servers", "needs at least one app server")
         for server in self.servers:
             server.validate(f"{key}.servers[{server.name}]")
         names = [s.name for s in self.servers]
-        _check(len(set(names)) == len(names), f"{key}.servers", "lists a server name twice")
+        check(len(set(names)) == len(names), f"{key}.servers", "lists a server name twice")
 
     @property
     def check_host(self) -> str:
@@ -152,7 +133,7 @@ class HaproxyNodeSpec:
     """True: VRRP PASS authentication; the password (1-8 chars) comes on stdin."""
     vrrp_interface: str | None = None
     """None: the interface that holds `private_ip`, found on the node at install time."""
-    check_interval_s: int = 1
+    check_interval_s: int = D.CHECK_INTERVAL
     check_fall: int = 2
     check_rise: int = 2
     advert_int_s: int = 1
@@ -161,37 +142,37 @@ class HaproxyNodeSpec:
 
     def validate(self) -> None:
         key = f"haproxy_nodes[{self.name}]"
-        _check(isinstance(self.name, str) and bool(_APP.fullmatch(self.name)), "haproxy_nodes[].name",
-               f"{self.name!r} must be lowercase letters, digits and '-'", "haproxy-a")
-        _check_ipv4(self.private_ip, f"{key}.private_ip")
-        _check_ipv4(self.peer_private_ip, f"{key}.peer_private_ip")
-        _check(self.private_ip != self.peer_private_ip, f"{key}.peer_private_ip",
-               "must differ from private_ip (it is the other node)")
-        _check(isinstance(self.instance_id, str) and bool(_INSTANCE_ID.fullmatch(self.instance_id)),
-               f"{key}.instance_id", f"{self.instance_id!r} is not an EC2 instance id",
-               "i-0123456789abcdef0")
-        _check_count(self.vrrp_router_id, f"{key}.vrrp_router_id", 1, 255)
-        _check(isinstance(self.eip_allocation_id, str)
-               and bool(_ALLOCATION_ID.fullmatch(self.eip_allocation_id)),
-               f"{key}.eip_allocation_id", f"{self.eip_allocation_id!r} is not an allocation id",
-               "eipalloc-0123456789abcdef0")
-        _check(isinstance(self.region, str) and bool(_REGION.fullmatch(self.region)), f"{key}.region",
-               f"{self.region!r} is not an AWS region", "us-east-1")
+        check(isinstance(self.name, str) and bool(NAME.fullmatch(self.name)), "haproxy_nodes[].name",
+              f"{self.name!r} must be lowercase letters, digits and '-'", "haproxy-a")
+        check_ipv4(self.private_ip, f"{key}.private_ip")
+        check_ipv4(self.peer_private_ip, f"{key}.peer_private_ip")
+        check(self.private_ip != self.peer_private_ip, f"{key}.peer_private_ip",
+              "must differ from private_ip (it is the other node)")
+        check(isinstance(self.instance_id, str) and bool(INSTANCE_ID.fullmatch(self.instance_id)),
+              f"{key}.instance_id", f"{self.instance_id!r} is not an EC2 instance id",
+              "i-0123456789abcdef0")
+        _check_count(self.vrrp_router_id, f"{key}.vrrp_router_id", *VRRP_ROUTER_ID)
+        check(isinstance(self.eip_allocation_id, str)
+              and bool(ALLOCATION_ID.fullmatch(self.eip_allocation_id)),
+              f"{key}.eip_allocation_id", f"{self.eip_allocation_id!r} is not an allocation id",
+              "eipalloc-0123456789abcdef0")
+        check(isinstance(self.region, str) and bool(REGION.fullmatch(self.region)), f"{key}.region",
+              f"{self.region!r} is not an AWS region", "us-east-1")
         if self.aws_endpoint_url is not None:
-            _check(bool(_ENDPOINT.fullmatch(self.aws_endpoint_url)), f"{key}.aws_endpoint_url",
-                   f"{self.aws_endpoint_url!r} must be http(s)://host[:port]",
-                   "http://10.213.77.1:5000")
+            check(bool(_ENDPOINT.fullmatch(self.aws_endpoint_url)), f"{key}.aws_endpoint_url",
+                  f"{self.aws_endpoint_url!r} must be http(s)://host[:port]",
+                  "http://10.213.77.1:5000")
         if self.vrrp_interface is not None:
-            _check(bool(_INTERFACE.fullmatch(self.vrrp_interface)), f"{key}.vrrp_interface",
-                   f"{self.vrrp_interface!r} is not an interface name", "ens5")
-        _check_count(self.check_interval_s, f"{key}.check_interval_s", 1, 60)
+            check(bool(INTERFACE.fullmatch(self.vrrp_interface)), f"{key}.vrrp_interface",
+                  f"{self.vrrp_interface!r} is not an interface name", "ens5")
+        _check_count(self.check_interval_s, f"{key}.check_interval_s", *CHECK_INTERVAL)
         _check_count(self.check_fall, f"{key}.check_fall", 1, 20)
         _check_count(self.check_rise, f"{key}.check_rise", 1, 20)
         _check_count(self.advert_int_s, f"{key}.advert_int_s", 1, 60)
         _check_count(self.notify_attempts, f"{key}.notify_attempts", 1, 20)
-        _check(isinstance(self.notify_retry_delay_s, (int, float))
-               and 0 <= self.notify_retry_delay_s <= 30,
-               f"{key}.notify_retry_delay_s", "must be from 0 to 30 seconds")
+        check(isinstance(self.notify_retry_delay_s, (int, float))
+              and 0 <= self.notify_retry_delay_s <= 30,
+              f"{key}.notify_retry_delay_s", "must be from 0 to 30 seconds")
 
     @property
     def priority(self) -> int:
