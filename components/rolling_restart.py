@@ -44,7 +44,7 @@ def rolling_restart(apps: Sequence[App], servers: Sequence[AppServer], *, after:
         for first in range(0, len(restarting), app.restart_batch):
             batch = restarting[first:first + app.restart_batch]
             published = [server.publish(depends_on=[*agents[server.server], *waits],
-                                        wrap=lambda step, s=server: drained(step, health, socket_flag=s.socket_flag,
-                                                                            drain_always=app.drain_restarts))
+                                        wrap=lambda step, s=server, always=app.drain_restarts: drained(
+                                            step, health, socket_flag=s.socket_flag, drain_always=always))
                          for server in batch]
             waits = [p for p in published if p is not None]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ecom_infra.errors import ConfigError
-from executor_plans import command, copy, new_ssh_key, other, plan, urn
+from tests.executor.helpers import command, copy, new_ssh_key, other, plan, urn
 from fleet import executor
 from fleet.executor import diff_plan, run_plan
 from fleet.ssh import CommandResult

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from haproxy_testlib import (SYSTEM_PYTHON, AppServer, HaproxyProcess, ask_socket, free_port, local_layout, need,
+from tests.haproxy.helpers import (SYSTEM_PYTHON, AppServer, HaproxyProcess, ask_socket, free_port, local_layout, need,
                              wait_until)
 from renderers.haproxy.agent import drained, render_agent
 from renderers.haproxy.haproxy_cfg import render_haproxy_cfg

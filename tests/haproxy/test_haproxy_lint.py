@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from haproxy_testlib import SYSTEM_PYTHON, need, run_in_netns, self_signed_pem
 from renderers.haproxy.agent import agent_step, drained, render_agent
 from renderers.haproxy.haproxy_cfg import render_haproxy_cfg
 from renderers.haproxy.keepalived import fill_keepalived_conf, render_keepalived_conf, render_notify_master
@@ -16,6 +15,7 @@ from renderers.haproxy.layout import HaproxyLayout, KeepalivedLayout
 from renderers.haproxy.node import haproxy_node_steps
 from renderers.haproxy.spec import Backend, BackendServer, HaproxyNodeSpec
 from renderers.steps import Step
+from tests.haproxy.helpers import SYSTEM_PYTHON, need, run_in_netns, self_signed_pem
 
 pytestmark = pytest.mark.tools
 
