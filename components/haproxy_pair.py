@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
@@ -100,7 +101,7 @@ class HaproxyPair(pulumi.ComponentResource):
         self.node_commands = []
         for index, node in enumerate(self.nodes):
             shape = self._steps(index, SHAPE_IDS)
-            rendered = ids.apply(lambda v, i=index: self._steps(i, v))
+            rendered = ids.apply(partial(self._steps, index))
             # keepalived's notify_master calls ec2:AssociateAddress with the instance profile's
             # credentials: its steps wait for the policy that allows it and for the profile.
             iam = [self.move_eip, self.profile]

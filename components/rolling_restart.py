@@ -18,6 +18,7 @@ with it and the server is ready again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import pulumi
 
@@ -44,7 +45,7 @@ def rolling_restart(apps: Sequence[App], servers: Sequence[AppServer], *, after:
         for first in range(0, len(restarting), app.restart_batch):
             batch = restarting[first:first + app.restart_batch]
             published = [server.publish(depends_on=[*agents[server.server], *waits],
-                                        wrap=lambda step, s=server, always=app.drain_restarts: drained(
-                                            step, health, socket_flag=s.socket_flag, drain_always=always))
+                                        wrap=partial(drained, health=health, socket_flag=server.socket_flag,
+                                                     drain_always=app.drain_restarts))
                          for server in batch]
             waits = [p for p in published if p is not None]
