@@ -300,7 +300,7 @@ def _parse_network(raw: Any) -> Network:
     if "vpcId" not in obj:
         fail(f"{key}.vpcId", "is required", "vpc-0a1b2c3d")
     vpc_id = match(obj["vpcId"], VPC_ID, f"{key}.vpcId", "a VPC id", "vpc-0a1b2c3d")
-    subnets = []
+    subnets: list[Subnet] = []
     for i, item in enumerate(check_list(obj.get("subnets"), f"{key}.subnets", example, min_items=1)):
         skey = f"{key}.subnets[{i}]"
         sub = check_mapping(item, skey, "{id: subnet-0a1b2c3d, az: us-east-1a, cidr: 10.0.1.0/24}")
@@ -339,7 +339,8 @@ def _parse_ssh(raw: Any) -> Ssh:
                                            "networks", "203.0.113.0/24")
     for version, low in ADMIN_MIN_PREFIX.items():
         # Judge the union: 0.0.0.0/1 + 128.0.0.0/1 is the whole internet too.
-        blocks = [ipaddress.ip_network(c) for c in parsed if ipaddress.ip_network(c).version == version]
+        blocks: list[Any] = [ipaddress.ip_network(c) for c in parsed  # one family: collapse_addresses wants that
+                             if ipaddress.ip_network(c).version == version]
         covered = sum(b.num_addresses for b in ipaddress.collapse_addresses(blocks))
         if covered > 2 ** ((32 if version == 4 else 128) - low):
             fail(f"{key}.adminCidrs", f"opens SSH to too much of the internet (IPv{version} blocks together must "
@@ -565,8 +566,6 @@ def _config_keys() -> set[str]:
 
 def load() -> tuple[Settings, Secrets]:
     """Read this stack's config through `pulumi.Config` and validate it."""
-    import json
-
     import pulumi
 
     config = pulumi.Config("ecom-infra")
