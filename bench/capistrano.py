@@ -24,11 +24,12 @@ before until 1 s after the operation (Capistrano: until both pumas answer again)
 Capistrano's pumas). A failed request is an error or an answer other than 200.
 Needs root and a machine where `make up` runs; starts the fleet and takes it down again (about 15 minutes).
 
-    .venv/bin/python bench/capistrano.py
+    .venv/bin/python bench/capistrano.py [--logs DIR]     (DIR keeps every cap and `make up` output)
     FRESH_ROOT_RUN='.venv/bin/python bench/capistrano.py' tests/fresh_root/run.sh HEAD     (isolated)
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -69,6 +70,8 @@ PHASES = ("first deploy", "code-only change", "asset change", "no-op", "rollback
 TARGETS = {"code-only change": 0.5, "rollback": 1.0, "no-op": 0.3}   # ours / Capistrano (issue 16)
 
 RELEASE_STEP = re.compile(rf"^\[executor\] {APP}-\d+ {APP}-\d+-release-(build|publish): \w+ ok \(([0-9.]+) s\)$")
+STEP_DONE = re.compile(r"^\[executor\] (\S+) (\S+): (\w+) ok \(([0-9.]+) s\)$")
+EXECUTOR_END = re.compile(r"^\[executor\] (done|nothing to do)")
 
 
 def say(message: str) -> None:
@@ -322,7 +325,9 @@ class Capistrano:
 class Ours:
     platform: Platform
     shop: str
+    logs: Path
     deployed: list[str] = field(default_factory=list)
+    runs: int = 0
 
     name = "this project"
 
@@ -346,11 +351,22 @@ class Ours:
                                          "--actor", "cap-bench")
             else:
                 self.platform.stage(APP, tag)
-            self.platform.local("up")
+            out = self.platform.local("up").stdout
             seconds = time.monotonic() - started
             time.sleep(1.0)
+        self.runs += 1
+        (self.logs / f"up-{self.runs:02d}-{phase.replace(' ', '-')}.log").write_text(out)
+        say(f"  this project's up: {executor_summary(out)}")
         self.serves(expected)
         return Sample(self.name, phase, seconds, client.failed, client.ok + client.failed)
+
+
+def executor_summary(up_output: str) -> str:
+    """The executor's last line and the steps that ran, with their seconds, from one `up`'s output."""
+    lines = up_output.splitlines()
+    end = next((line for line in reversed(lines) if EXECUTOR_END.match(line)), "(no executor summary)")
+    steps = [f"{m.group(2)} {m.group(4)}" for m in map(STEP_DONE.match, lines) if m]
+    return end.removeprefix("[executor] ") + (f" [{', '.join(steps)}]" if steps else "")
 
 
 def release_seconds(up_output: str) -> float:
@@ -399,7 +415,10 @@ def table(samples: list[Sample]) -> list[str]:
     return rows + [""] + notes
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/capistrano.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--logs", type=Path, help="keep every cap and make-up output in this folder")
+    args = parser.parse_args(argv)
     try:
         version = ensure_capistrano()
         target = Target.load()
@@ -408,12 +427,16 @@ def main() -> int:
         samples: list[Sample] = []
         with fresh_platform() as platform, tempfile.TemporaryDirectory(prefix="ecom-cap-bench-") as tmp:
             work = Path(tmp)
+            logs = args.logs or work / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            say(f"outputs of every run in {logs}")
             say("this project: first make up (fleet start, provisioning, first release of v1)")
             started = time.monotonic()
             first = platform.local("up").stdout
+            (logs / "up-00-first.log").write_text(first)
             say(f"this project: first up {time.monotonic() - started:.1f} s, of which {APP}'s release steps "
                 f"{release_seconds(first):.1f} s")
-            ours = Ours(platform, target.app.hostnames[0], ["v1"])
+            ours = Ours(platform, target.app.hostnames[0], logs, ["v1"])
             ours.serves("v1")
             samples.append(Sample(Ours.name, "first deploy", release_seconds(first)))
 
@@ -422,8 +445,6 @@ def main() -> int:
             for host in hosts:
                 say(f"capistrano: setting up {host.name} ({host.address}): folder, puma unit, login, sudo rule")
                 platform.on_host(host.name, setup_script(target, public_key))
-            logs = work / "logs"
-            logs.mkdir()
             cap = Capistrano(platform, write_cap_project(work, target, hosts, key_path), hosts, logs)
             say("capistrano: first deploy of v1 (cap fleet deploy into the empty folder)")
             sample = cap.run("first deploy", "v1", count=False)

@@ -105,3 +105,16 @@ def test_release_seconds_sums_the_apps_release_steps():
     assert bench.release_seconds(out) == pytest.approx(15.0)
     with pytest.raises(bench.BenchError):
         bench.release_seconds("[executor] nothing to do: 40 remote resources up to date (0.1 s)")
+
+
+def test_executor_summary_names_what_ran():
+    out = "\n".join([
+        "[up] deploy: 40 remote commands in the plan; running what changed",
+        "[executor] ecom-platform-1 ecom-platform-1-release-build: replace ... (triggers changed)",
+        "[executor] ecom-platform-1 ecom-platform-1-release-build: replace ok (2.5 s)",
+        "[executor] done in 9.0 s: 0 create, 0 update, 1 replace, 0 delete, 39 unchanged",
+    ])
+    assert bench.executor_summary(out) == ("done in 9.0 s: 0 create, 0 update, 1 replace, 0 delete, 39 unchanged "
+                                           "[ecom-platform-1-release-build 2.5]")
+    assert bench.executor_summary("[executor] nothing to do: 40 remote resources up to date (0.1 s)") == \
+        "nothing to do: 40 remote resources up to date (0.1 s)"
