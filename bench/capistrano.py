@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecom_infra import settings as stack_settings
-from ecom_infra.stacks import PROJECT_DIR, stack_config
+from ecom_infra.stacks import stack_config
 from fleet.probe import ClientLoop, Platform, fresh_platform
 
 APP = "ecom-platform"
@@ -93,7 +93,7 @@ class Target:
     ruby: stack_settings.Ruby
 
     @classmethod
-    def load(cls, stack: str = "local") -> "Target":
+    def load(cls, stack: str = "local") -> Target:
         config = stack_config(stack)
         raw = {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith("ecom-infra:")}
         parsed = stack_settings.parse(raw, project="ecom-infra", stack=stack, region=config.get("aws:region"))
@@ -228,7 +228,7 @@ class DirectClient:
             self.failed += not success
             time.sleep(self.interval)
 
-    def __enter__(self) -> "DirectClient":
+    def __enter__(self) -> DirectClient:
         self._thread.start()
         return self
 
@@ -411,7 +411,8 @@ def table(samples: list[Sample]) -> list[str]:
             met = "met" if ratio <= TARGETS[phase] else "missed"
             notes.append(f"{phase}: target <= {TARGETS[phase]}x: {met}")
         if ours[0].failed is not None and phase != "first deploy":
-            notes.append(f"{phase}: 0 failed for this project: {'met' if not any(s.failed for s in ours) else 'missed'}")
+            met = "missed" if any(s.failed for s in ours) else "met"
+            notes.append(f"{phase}: 0 failed for this project: {met}")
     return rows + [""] + notes
 
 
