@@ -10,6 +10,8 @@ STACK ?= staging
 APT_PACKAGES := shellcheck haproxy keepalived nginx-light openssh-server openssh-client iproute2 iptables \
 	git curl sudo socat ruby ruby-rails puma ruby-sprockets-rails ruby-sqlite3 bundler python3-boto3 systemd dbus \
 	util-linux procps openssl cloud-init nftables
+# Debian's Capistrano, for bench/capistrano.py only (it installs it too, but a fresh root has no network then).
+BENCH_APT_PACKAGES := capistrano
 
 .PHONY: setup setup-system setup-python up down test test-fast test-fresh-root plan bench clean tools
 
@@ -18,7 +20,7 @@ setup: setup-system setup-python
 # Debian packages. Services must not start on this machine when installed (a policy-rc.d
 # that says "no" while apt runs): the fleet's hosts start their own copies.
 setup-system:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(APT_PACKAGES) $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -z "$$missing" ]; then echo "[setup] Debian packages present"; \
 	elif [ "$$(id -u)" != 0 ]; then echo "[setup] missing Debian packages (run as root to install): $$missing" >&2; exit 1; \
 	else echo "[setup] installing:" $$missing; \

@@ -59,7 +59,8 @@ BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 SHA = re.compile(r"^[0-9a-f]{40}$")
 EXAMPLE_SHA = "3f1c0d5e9a7b2c4d6e8f0a1b3c5d7e9f1a2b4c6d"
 # git over SSH only (the deploy key is an SSH key): scp-like or ssh:// form.
-GIT_SCP = re.compile(r"^(?P<user>[a-z_][a-z0-9_-]{0,31})@(?P<host>[a-z0-9.-]+):(?P<path>[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)$")
+GIT_SCP = re.compile(r"^(?P<user>[a-z_][a-z0-9_-]{0,31})@(?P<host>[a-z0-9.-]+)"
+                     r":(?P<path>[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)$")
 GIT_SSH = re.compile(r"^ssh://(?P<user>[a-z_][a-z0-9_-]{0,31})@(?P<host>[a-z0-9.-]+)(:(?P<port>[0-9]{1,5}))?"
                      r"/(?P<path>[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)$")
 KNOWN_HOST = re.compile(r"^(\[[a-z0-9.-]+\]:[0-9]{1,5}|[a-z0-9.-]+)"

@@ -7,13 +7,19 @@ that names the key, says what is wrong and shows a valid example, before any res
 is declared.
 
 Config keys (all under the `ecom-infra:` namespace unless noted) are documented in the
-README's "Config reference"; the dataclasses below mirror them.
+README's "Config reference"; the dataclasses in `ecom_infra.settings_types` (re-exported
+here) mirror them. Patterns, ranges and checks come from `ecom_infra.rules`, defaults from
+`ecom_infra.defaults`.
+
+Why this module is longer than ~400 lines: it holds one parser per config section (apps,
+hooks, env, deploy, ruby, network, ssh, ami, shaBucket, haproxy, datadog, deployEvents,
+gitKnownHosts, rollHosts), each short and independent, next to the entry points that call
+them; read it section by section.
 """
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import defaults as D
@@ -26,176 +32,13 @@ from .rules import (ADMIN_MIN_PREFIX, AMI_ID, AMI_NAME, AMI_OWNER, APP_NAME, AZ,
                     TAG_KEY, TAG_VALUE, UNIX_NAME, URL_PATH, VPC_ID, check_bool, check_branch, check_cidr, check_count,
                     check_http_url, check_list, check_mapping, check_path, check_unknown_keys, fail, key_name, match,
                     redact_url, show)
+from .settings_types import (Ami, App, Datadog, Deploy, DeployEvents, GitRemote, Haproxy, Hook,  # noqa: F401
+                             Network, Ruby, Secrets, Settings, ShaBucket, Ssh, Subnet)
 
 ENVIRONMENTS = ("staging", "production", "local")
 
 EXAMPLE_APP = ("{name: ecom-platform, repo: 'git@github.com:emami/ecom-platform.git', branch: master, servers: 2, "
                "hostnames: [shop.example.com]}")
-
-
-# ----------------------------------------------------------------------------- dataclasses
-
-
-
-@dataclass(frozen=True)
-class GitRemote:
-    url: str
-    user: str
-    host: str
-    port: int
-    path: str
-
-
-@dataclass(frozen=True)
-class Hook:
-    """One release hook: a command run by bash as the deploy user inside the release."""
-    point: str             # one of HOOK_POINTS
-    run: str
-    once: bool = D.HOOK_ONCE   # on one server of the app (its first), once per release sha
-    timeout: int = D.HOOK_TIMEOUT
-
-
-@dataclass(frozen=True)
-class App:
-    name: str
-    repo: GitRemote
-    branch: str
-    servers: int
-    instance_type: str
-    hostnames: tuple[str, ...]
-    health_check_path: str
-    health_check_timeout: int
-    puma_workers: int
-    puma_threads: int
-    restart_batch: int = 1   # servers whose puma restarts at once; default: all but one (parse_app)
-    drain_restarts: bool = True   # False: restarts that keep puma's socket skip the HAProxy drain
-    linked_dirs: tuple[str, ...] = D.APP_LINKED_DIRS   # release paths linked to the same path under shared/
-    linked_files: tuple[str, ...] = D.APP_LINKED_FILES
-    env: tuple[tuple[str, str], ...] = ()   # plain variables from the stack file, sorted by name
-    hooks: tuple[Hook, ...] = ()            # in HOOK_POINTS order, each point's in the order given
-
-
-@dataclass(frozen=True)
-class Deploy:
-    user: str
-    group: str
-    root: str
-    keep_releases: int
-    rails_env: str
-
-
-@dataclass(frozen=True)
-class Ruby:
-    source: str            # "distro": Debian packages ruby + bundler
-    bundle_local: bool     # `bundle install --local`: gems come from the image, not rubygems.org
-
-
-@dataclass(frozen=True)
-class Subnet:
-    id: str
-    az: str
-    cidr: ipaddress.IPv4Network
-
-
-@dataclass(frozen=True)
-class Network:
-    vpc_id: str
-    subnets: tuple[Subnet, ...]
-
-
-@dataclass(frozen=True)
-class Ssh:
-    user: str
-    admin_cidrs: tuple[str, ...]
-    public_key: str
-
-    # AWS takes IPv4 and IPv6 blocks in separate rule fields (it rejects IPv6 in `cidr_blocks`).
-    @property
-    def admin_cidrs_v4(self) -> tuple[str, ...]:
-        return tuple(c for c in self.admin_cidrs if ipaddress.ip_network(c).version == 4)
-
-    @property
-    def admin_cidrs_v6(self) -> tuple[str, ...]:
-        return tuple(c for c in self.admin_cidrs if ipaddress.ip_network(c).version == 6)
-
-
-@dataclass(frozen=True)
-class Ami:
-    id: str | None
-    owners: tuple[str, ...]
-    name_pattern: str
-
-
-@dataclass(frozen=True)
-class ShaBucket:
-    name: str
-    key: str
-    owner: bool            # exactly one stack owns (creates, protects) the bucket; the others only read it
-    adopt: bool = D.SHA_BUCKET_ADOPT   # owner stack only: import the existing bucket instead of creating it
-    noncurrent_days: int = D.NONCURRENT_DAYS   # owner stack only: noncurrent versions of the sha file expire
-    noncurrent_kept: int = D.NONCURRENT_KEPT   # this long after they were replaced, except the newest
-    #                                            `noncurrent_kept` (0: age alone)
-
-
-@dataclass(frozen=True)
-class Haproxy:
-    instance_type: str
-    vrrp_router_id: int
-    check_interval: int
-
-
-@dataclass(frozen=True)
-class Datadog:
-    enabled: bool
-    conf_dir: str
-    api_url: str = D.DATADOG_API_URL   # events go to <api_url>/api/v1/events
-    api_key_set: bool = False   # `datadog.apiKey` (a secret) is set: deploy events go to Datadog
-
-
-@dataclass(frozen=True)
-class DeployEvents:
-    """Where `ecom-deploy deploy-event` sends one event per publish (besides Datadog)."""
-    webhook_url: str | None = None
-    timeout: int = D.EVENT_TIMEOUT   # seconds per delivery; a failed delivery only warns
-
-
-@dataclass(frozen=True)
-class Settings:
-    project: str
-    stack: str
-    environment: str
-    region: str
-    aws_endpoint: str | None
-    apps: tuple[App, ...]
-    deploy: Deploy
-    ruby: Ruby
-    network: Network
-    ssh: Ssh
-    ami: Ami
-    sha_bucket: ShaBucket
-    haproxy: Haproxy
-    datadog: Datadog
-    deploy_events: DeployEvents
-    git_known_hosts: tuple[str, ...]
-    has_tls_certificate: bool
-    tags: dict[str, str] = field(default_factory=dict)
-    roll_hosts: tuple[str, ...] = ()   # hosts whose ami/keyName/userData changes apply in this run (replacing them)
-
-    def app(self, name: str) -> App:
-        for app in self.apps:
-            if app.name == name:
-                return app
-        raise KeyError(name)
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Secret inputs, kept as Pulumi Outputs so they stay secret end to end."""
-
-    deploy_key: Any        # pulumi.Output[str]: the git deploy key (OpenSSH private key)
-    ssh_private_key: Any   # pulumi.Output[str]: the key remote commands log in with
-    tls_certificate: Any   # pulumi.Output[str] | None: PEM (cert + key) for HAProxy :443
-    app_secrets: Any = None   # pulumi.Output[dict[str, tuple[tuple[str, str], ...]]]: per app, validated
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -458,7 +301,7 @@ def _parse_network(raw: Any) -> Network:
     if "vpcId" not in obj:
         fail(f"{key}.vpcId", "is required", "vpc-0a1b2c3d")
     vpc_id = match(obj["vpcId"], VPC_ID, f"{key}.vpcId", "a VPC id", "vpc-0a1b2c3d")
-    subnets = []
+    subnets: list[Subnet] = []
     for i, item in enumerate(check_list(obj.get("subnets"), f"{key}.subnets", example, min_items=1)):
         skey = f"{key}.subnets[{i}]"
         sub = check_mapping(item, skey, "{id: subnet-0a1b2c3d, az: us-east-1a, cidr: 10.0.1.0/24}")
@@ -497,7 +340,8 @@ def _parse_ssh(raw: Any) -> Ssh:
                                            "networks", "203.0.113.0/24")
     for version, low in ADMIN_MIN_PREFIX.items():
         # Judge the union: 0.0.0.0/1 + 128.0.0.0/1 is the whole internet too.
-        blocks = [ipaddress.ip_network(c) for c in parsed if ipaddress.ip_network(c).version == version]
+        blocks: list[Any] = [ipaddress.ip_network(c) for c in parsed  # one family: collapse_addresses wants that
+                             if ipaddress.ip_network(c).version == version]
         covered = sum(b.num_addresses for b in ipaddress.collapse_addresses(blocks))
         if covered > 2 ** ((32 if version == 4 else 128) - low):
             fail(f"{key}.adminCidrs", f"opens SSH to too much of the internet (IPv{version} blocks together must "
@@ -723,8 +567,6 @@ def _config_keys() -> set[str]:
 
 def load() -> tuple[Settings, Secrets]:
     """Read this stack's config through `pulumi.Config` and validate it."""
-    import json
-
     import pulumi
 
     config = pulumi.Config("ecom-infra")

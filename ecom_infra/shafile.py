@@ -27,6 +27,7 @@ import yaml
 from . import defaults
 from .errors import ConfigError
 from .rules import EXAMPLE_SHA, NAME, check_sha
+
 # A real file is a few hundred bytes; YAML takes minutes and gigabytes on a 50 MB one.
 MAX_BYTES = 1024 * 1024
 

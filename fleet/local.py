@@ -35,8 +35,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ecom_infra import defaults
 from ecom_infra import plan as offline_plan
+from ecom_infra.defaults import SHA_BUCKET_KEY, SHA_BUCKET_NAME
 from ecom_infra.errors import ConfigError
 from ecom_infra.stacks import PROJECT_DIR, stack_config
 from renderers import render
@@ -268,8 +268,8 @@ def publish_origin(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, wo
 def sha_file_location(fleet: LocalFleet) -> tuple[str, str]:
     """(bucket, key) of the local stack's sha file."""
     config = stack_config(fleet.stack)
-    return (config.get("ecom-infra:shaBucket", {}).get("name", defaults.SHA_BUCKET_NAME),
-            config.get("ecom-infra:shaBucket", {}).get("key", defaults.SHA_BUCKET_KEY))
+    return (config.get("ecom-infra:shaBucket", {}).get("name", SHA_BUCKET_NAME),
+            config.get("ecom-infra:shaBucket", {}).get("key", SHA_BUCKET_KEY))
 
 
 def release_cli(fleet: LocalFleet, *args: str) -> None:

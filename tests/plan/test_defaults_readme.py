@@ -29,7 +29,7 @@ def readme_defaults() -> dict[str, str]:
                 for n in names]
         values = [cells[1]] if len(keys) == 1 else [v.strip() for v in re.findall(r"`[^`]*`|[^,]+", cells[1])]
         assert len(values) == len(keys), f"README row {cells[0]}: {len(keys)} keys but defaults {cells[1]!r}"
-        for key, value in zip(keys, values):
+        for key, value in zip(keys, values, strict=True):
             found[key] = value[1:-1] if re.fullmatch(r"`[^`]*`", value) else value
     return found
 
