@@ -11,24 +11,40 @@ the intended master wins the election and its notify_master associates the EIP; 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
 
+from ecom_infra import defaults as D
+from ecom_infra.host_names import HAPROXY_NODES, ServerId
 from ecom_infra.settings import Settings
-from renderers.haproxy import (AGENT_PORT, TLS_PEM_SECRET, Backend, BackendServer, HaproxyNodeSpec, HealthCheck,
-                               agent_step, drained, haproxy_node_steps)
+from renderers.haproxy.layout import AGENT_PORT
+from renderers.haproxy.node import haproxy_node_steps
+from renderers.haproxy.spec import TLS_PEM_SECRET, Backend, BackendServer, HaproxyNodeSpec, HealthCheck
 from renderers.steps import Step
 from .app_server import AppServer
 from .host import Ec2Host, HostArgs
 from .remote_steps import run_steps
 
-NODE_NAMES = ("haproxy-a", "haproxy-b")   # haproxy-a is the intended (initial) master
 # HAProxy's checks of the app servers (also how long a publish stays drained after its restart).
 APP_HEALTH = HealthCheck(interval_s=2, fall=2, rise=2)
 KEEPALIVED_STEPS = ("keepalived-notify-master", "keepalived-config", "keepalived-eip-held")
+
+
+@dataclass(frozen=True)
+class PairIds:
+    """What the nodes' steps need that AWS decides (addresses are static, ecom_infra/addressing.py)."""
+    instance_ids: tuple[str, str]
+    """haproxy-a's and haproxy-b's instance ids, in HAPROXY_NODES order."""
+    eip_allocation_id: str
+
+
+# Same names, stdin and count as the real steps: the static shape `run_steps` declares them by.
+SHAPE_IDS = PairIds(("i-00000000", "i-00000001"), "eipalloc-00000000")
 
 
 class HaproxyPair(pulumi.ComponentResource):
@@ -40,6 +56,7 @@ class HaproxyPair(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         env = settings.environment
         self.app_servers = app_servers
+        self.health = APP_HEALTH
 
         self.role = aws.iam.Role(f"{name}-role", description=f"HAProxy nodes ({env}): move the Elastic IP",
                                  assume_role_policy=json.dumps({
@@ -56,7 +73,7 @@ class HaproxyPair(pulumi.ComponentResource):
                                    security_group_id=security_group_id, ami_id=ami_id, key_name=key_name,
                                    instance_profile=self.profile.name),
                     settings, ssh_private_key, child)
-            for node in NODE_NAMES
+            for node in HAPROXY_NODES
         ]
         self.master, self.backup = self.nodes
 
@@ -77,16 +94,14 @@ class HaproxyPair(pulumi.ComponentResource):
         """haproxy + keepalived on each node; node b only after node a, never both at once."""
         # Addresses are static plain values (ecom_infra/addressing.py): only the ids are Outputs, so
         # replacing an app server does not show every HAProxy step as changing in a preview.
-        servers = [(s.server_name, self.addresses[s.server_name][1]) for s in self.app_servers]
-        facts = pulumi.Output.all(self.addresses[NODE_NAMES[0]][1], self.addresses[NODE_NAMES[1]][1],
-                                  self.master.instance_id, self.backup.instance_id, self.eip.allocation_id, servers)
+        ids = pulumi.Output.all(self.master.instance_id, self.backup.instance_id, self.eip.allocation_id).apply(
+            lambda v: PairIds(instance_ids=(v[0], v[1]), eip_allocation_id=v[2]))
         secrets = {TLS_PEM_SECRET: tls_certificate} if tls_certificate is not None else None
         after: list[pulumi.Resource] = []
         self.node_commands = []
         for index, node in enumerate(self.nodes):
-            shape = self._steps(index, ["10.0.0.1", "10.0.0.2", "i-00000000", "i-00000001", "eipalloc-00000000",
-                                        [(s.server_name, "10.0.0.3") for s in self.app_servers]])
-            rendered = facts.apply(lambda f, i=index: self._steps(i, f))
+            shape = self._steps(index, SHAPE_IDS)
+            rendered = ids.apply(partial(self._steps, index))
             # keepalived's notify_master calls ec2:AssociateAddress with the instance profile's
             # credentials: its steps wait for the policy that allows it and for the profile.
             iam = [self.move_eip, self.profile]
@@ -96,52 +111,26 @@ class HaproxyPair(pulumi.ComponentResource):
             self.node_commands.append(commands)
             after = [commands[-1]]
 
-    def _steps(self, index: int, facts: list) -> list[Step]:
-        ips, ids, allocation, servers = facts[0:2], facts[2:4], facts[4], facts[5]
+    @property
+    def configured(self) -> list[pulumi.Resource]:
+        """The last step of each node: HAProxy and keepalived are set up once these have run."""
+        return [commands[-1] for commands in self.node_commands]
+
+    def _steps(self, index: int, ids: PairIds) -> list[Step]:
         s = self.settings
-        node = HaproxyNodeSpec(name=NODE_NAMES[index], private_ip=ips[index], peer_private_ip=ips[1 - index],
-                               instance_id=ids[index], is_master=index == 0, vrrp_router_id=s.haproxy.vrrp_router_id,
-                               eip_allocation_id=allocation, region=s.region, aws_endpoint_url=s.aws_endpoint,
+        ips = [self.addresses[name][1] for name in HAPROXY_NODES]
+        node = HaproxyNodeSpec(name=HAPROXY_NODES[index], private_ip=ips[index], peer_private_ip=ips[1 - index],
+                               instance_id=ids.instance_ids[index], is_master=index == 0,
+                               vrrp_router_id=s.haproxy.vrrp_router_id, eip_allocation_id=ids.eip_allocation_id,
+                               region=s.region, aws_endpoint_url=s.aws_endpoint,
                                tls_cert=s.has_tls_certificate, check_interval_s=s.haproxy.check_interval)
-        return haproxy_node_steps(node, backends(s, dict(servers)), default_app=s.apps[0].name,
-                                  health=APP_HEALTH)
-
-    def rolling_publish(self) -> None:
-        """Restart each app's servers in batches of `apps[].restartBatch` (default all but one), after every
-        server of the app has built its release, each server drained on both nodes while it restarts. Under
-        systemd puma's socket outlives the restart (requests wait for the new puma): the drain then skips its
-        wait for HAProxy's checks, and `apps[].drainRestarts: false` skips the drain itself unless the publish
-        re-creates the socket.
-
-        builds of all servers -> publish(batch 1) -> publish(batch 2) -> ... A build that fails stops the
-        deploy before any server restarts; a publish that fails stops it before the next batch. The drain is
-        not a step on the HAProxy nodes (the engine starts no step after a failure, so a `ready` step after a
-        failed publish would never run): each app server runs an agent HAProxy asks at every check, and the
-        publish holds the lock that makes it answer "drain" (`renderers.haproxy.drained`). However the publish
-        ends, the lock dies with it and the server is ready again.
-        """
-        for app in self.settings.apps:
-            servers = [s for s in self.app_servers if s.app.name == app.name]
-            agents = {s.server_name: run_steps(s.server_name, [agent_step()], s.host.connection, s.host.instance_id,
-                                               parent=s, depends_on=[s.commands[-1]])
-                      for s in servers}
-            # Every build of the app (and its afterBuild hooks: db:migrate) before the first restart: a release
-            # that cannot build anywhere restarts nowhere, and the old release keeps serving everywhere.
-            after: list[pulumi.Resource] = [commands[-1] for commands in self.node_commands]
-            after += [s.commands[-1] for s in servers]
-            restarting = [s for s in servers if s.restart_triggers]   # no release on a server: nothing to restart
-            for first in range(0, len(restarting), app.restart_batch):
-                batch = restarting[first:first + app.restart_batch]
-                published = [s.publish(depends_on=[*agents[s.server_name], *after],
-                                       wrap=lambda step, s=s: drained(step, APP_HEALTH, socket_flag=s.socket_flag,
-                                                                      drain_always=app.drain_restarts))
-                             for s in batch]
-                after = [p for p in published if p is not None]
+        servers = [(server.server, self.addresses[server.server.name][1]) for server in self.app_servers]
+        return haproxy_node_steps(node, backends(s, servers), default_app=s.apps[0].name, health=self.health)
 
     def summary(self) -> pulumi.Output[dict]:
         return pulumi.Output.all(self.eip.public_ip, self.eip.allocation_id,
                                  *[n.summary() for n in self.nodes]).apply(
-            lambda v: {"eip": v[0], "allocationId": v[1], "nodes": list(v[2:]), "master": NODE_NAMES[0]})
+            lambda v: {"eip": v[0], "allocationId": v[1], "nodes": list(v[2:]), "master": HAPROXY_NODES[0]})
 
 
 def move_eip_policy(eip_arn: str, instance_arns: list[str]) -> str:
@@ -157,17 +146,13 @@ def move_eip_policy(eip_arn: str, instance_arns: list[str]) -> str:
     }, sort_keys=True)
 
 
-def backends(settings: Settings, addresses: dict[str, str]) -> list[Backend]:
-    """One backend per app with every app server of that app (this replaces the Chef search)."""
+def backends(settings: Settings, servers: Sequence[tuple[ServerId, str]]) -> list[Backend]:
+    """One backend per app with every app server of that app, given as (server, address) (this replaces the Chef
+    search)."""
     result = []
     for app in settings.apps:
-        members = tuple(BackendServer(name=name, address=addresses[name], port=80, agent_port=AGENT_PORT)
-                        for name in sorted(addresses, key=_server_order) if name.rsplit("-", 1)[0] == app.name)
+        members = tuple(BackendServer(name=server.name, address=address, port=D.HTTP_PORT, agent_port=AGENT_PORT)
+                        for server, address in sorted(servers) if server.app == app.name)
         result.append(Backend(app=app.name, hostnames=app.hostnames, health_path=app.health_check_path,
                               servers=members))
     return result
-
-
-def _server_order(name: str) -> tuple[str, int]:
-    app, _, index = name.rpartition("-")
-    return app, int(index)

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ecom_infra.settings import Settings
-from renderers.haproxy import AGENT_PORT
+from renderers.haproxy.layout import AGENT_PORT
 
 VRRP_PROTOCOL = "112"
 ALL_EGRESS: Any = [{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"],

@@ -7,11 +7,13 @@ import pulumi
 import pulumi_aws as aws
 
 from ecom_infra.addressing import host_addresses
+from ecom_infra.host_names import server_ids
 from ecom_infra.settings import Secrets, Settings
 from .app_server import AppServer
 from .haproxy_pair import HaproxyPair
 from .host import HostArgs
 from .network import SecurityGroups
+from .rolling_restart import rolling_restart
 from .sha_bucket import ShaBucket, read_release_shas
 
 
@@ -59,19 +61,19 @@ def build(settings: Settings, secrets: Secrets) -> Platform:
     app_servers: dict[str, list[AppServer]] = {}
     for app in settings.apps:
         app_servers[app.name] = [
-            AppServer(f"{app.name}-{i + 1}", app, shas[app.name],
+            AppServer(server, app, shas[app.name],
                       HostArgs(role="app", app=app.name, instance_type=app.instance_type,
-                               subnet=addresses[f"{app.name}-{i + 1}"][0],
-                               private_ip=addresses[f"{app.name}-{i + 1}"][1], security_group_id=groups.app.id,
+                               subnet=addresses[server.name][0],
+                               private_ip=addresses[server.name][1], security_group_id=groups.app.id,
                                ami_id=image, key_name=key_pair.key_name),
                       settings, secrets.ssh_private_key, secrets.deploy_key, secrets.app_secrets, opts,
                       # The app's `once` hooks (db:migrate) run on one server: its first, which stays
-                      # when the app scales; it records each sha's success (renderers/app_server.py).
-                      runs_once_hooks=i == 0)
-            for i in range(app.servers)
+                      # when the app scales; it records each sha's success (renderers/app_server/).
+                      runs_once_hooks=server.first)
+            for server in server_ids(app.name, app.servers)
         ]
-    haproxy = HaproxyPair("haproxy", settings, [s for servers in app_servers.values() for s in servers],
-                          addresses, groups.haproxy.id, image, key_pair.key_name, secrets.ssh_private_key,
-                          secrets.tls_certificate, opts)
-    haproxy.rolling_publish()
+    every_server = [s for servers in app_servers.values() for s in servers]
+    haproxy = HaproxyPair("haproxy", settings, every_server, addresses, groups.haproxy.id, image, key_pair.key_name,
+                          secrets.ssh_private_key, secrets.tls_certificate, opts)
+    rolling_restart(settings.apps, every_server, after=haproxy.configured, health=haproxy.health)
     return Platform(settings, shas, sha_bucket, app_servers, haproxy)

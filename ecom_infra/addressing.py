@@ -12,6 +12,7 @@ So adding servers or appending apps never moves an existing host; reordering app
 from __future__ import annotations
 
 from .errors import ConfigError
+from .host_names import HAPROXY_NODES, server_ids
 from .settings import Settings, Subnet
 
 HAPROXY_OFFSET = 10
@@ -31,16 +32,16 @@ def host_addresses(settings: Settings) -> dict[str, tuple[Subnet, str]]:
     subnets = settings.network.subnets
     key = "ecom-infra:network.subnets"
     result = {
-        "haproxy-a": (subnets[0], _address(subnets[0], HAPROXY_OFFSET, key)),
-        "haproxy-b": (subnets[1 % len(subnets)],
-                      _address(subnets[1 % len(subnets)], HAPROXY_OFFSET + (1 if len(subnets) == 1 else 0), key)),
+        HAPROXY_NODES[0]: (subnets[0], _address(subnets[0], HAPROXY_OFFSET, key)),
+        HAPROXY_NODES[1]: (subnets[1 % len(subnets)],
+                           _address(subnets[1 % len(subnets)], HAPROXY_OFFSET + (1 if len(subnets) == 1 else 0), key)),
     }
     for k, app in enumerate(settings.apps):
-        for i in range(app.servers):
+        for i, server in enumerate(server_ids(app.name, app.servers)):
             subnet = subnets[i % len(subnets)]
             slot = i // len(subnets)
             if slot >= APP_BLOCK:
                 raise ConfigError(f"ecom-infra:apps[{app.name}].servers",
                                   f"more than {APP_BLOCK} servers in one subnet; add subnets", "2")
-            result[f"{app.name}-{i + 1}"] = (subnet, _address(subnet, APP_BASE + APP_BLOCK * k + slot, key))
+            result[server.name] = (subnet, _address(subnet, APP_BASE + APP_BLOCK * k + slot, key))
     return result

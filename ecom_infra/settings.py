@@ -25,6 +25,7 @@ from typing import Any
 from . import defaults as D
 from . import rules
 from .errors import ConfigError  # noqa: F401 - callers catch it from here too
+from .host_names import HAPROXY_NODES, server_ids
 from .rules import (ADMIN_MIN_PREFIX, AMI_ID, AMI_NAME, AMI_OWNER, APP_NAME, AZ, BUCKET, ENV_NAME, GIT_SCP, GIT_SSH,
                     HOOK_POINTS, HOSTNAME, HTTP_URL, INSTANCE_TYPE, KNOWN_HOST, LINK_PATH, REGION, RESERVED_ENV_NAMES,
                     RESERVED_LINK_PATHS, S3_KEY, SSH_PUBKEY, SUBNET_ID, SYSTEM_ACCOUNTS, SYSTEM_DIRS, SYSTEM_TREES,
@@ -477,7 +478,7 @@ def _parse_known_hosts(raw: Any, apps: tuple[App, ...]) -> tuple[str, ...]:
 
 def _parse_roll_hosts(raw: Any, apps: tuple[App, ...]) -> tuple[str, ...]:
     key = "ecom-infra:rollHosts"
-    known = ["haproxy-a", "haproxy-b"] + [f"{a.name}-{i + 1}" for a in apps for i in range(a.servers)]
+    known = [*HAPROXY_NODES] + [server.name for a in apps for server in server_ids(a.name, a.servers)]
     hosts = check_list(raw, key, "[haproxy-b]")
     for i, host in enumerate(hosts):
         if host not in known:

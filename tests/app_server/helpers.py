@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from renderers.app_server import AppServerSpec, app_server_steps, render_environment_file
+from renderers.app_server.files import render_environment_file
+from renderers.app_server.spec import AppServerSpec
+from renderers.app_server.steps import app_server_steps
 from renderers.steps import Step
 
 HOST_TOOLS = ("bash", "git", "ruby", "bundle", "puma", "nginx", "curl", "runuser", "setsid", "flock", "useradd")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from renderers.app_server import FILE_EOF, app_server_steps
+from renderers.app_server.files import FILE_EOF
+from renderers.app_server.steps import app_server_steps
 
 from .helpers import destroy_host, make_host
 

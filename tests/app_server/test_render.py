@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from ecom_infra.errors import ConfigError
-from renderers.app_server import (PUBLISH_STEP, STEP_ORDER, AppServerSpec, app_server_steps, render_bundle_config,
-                                  render_environment_file,
-                                  render_datadog_conf, render_nginx_site, render_puma_config, render_puma_socket, render_puma_unit,
-                                  render_ssh_config)
+from renderers.app_server.files import (render_bundle_config, render_datadog_conf, render_environment_file,
+                                        render_nginx_site, render_puma_config, render_puma_socket, render_puma_unit,
+                                        render_ssh_config)
+from renderers.app_server.spec import AppServerSpec
+from renderers.app_server.steps import PUBLISH_STEP, STEP_ORDER, app_server_steps
 
 from .helpers import require_tools
 
@@ -290,7 +291,7 @@ def test_scripts_stop_on_errors_and_need_root():
 
 
 def test_file_contents_cannot_end_their_here_document():
-    from renderers.app_server import FILE_EOF, _file_block  # noqa: PLC0415
+    from renderers.app_server.files import FILE_EOF, _file_block  # noqa: PLC0415
 
     with pytest.raises(ValueError):
         _file_block(f"line\n{FILE_EOF}\nmore\n")
@@ -306,7 +307,7 @@ def test_templates_exist_for_every_step():
 def test_spec_from_the_stack_settings():
     from ecom_infra import settings as settings_module  # noqa: PLC0415
     from ecom_infra import stacks  # noqa: PLC0415
-    from renderers.app_server import spec_from_settings  # noqa: PLC0415
+    from components.app_server import spec_from_settings  # noqa: PLC0415
 
     raw = stacks.stack_config("staging")
     region = raw.pop("aws:region", "us-east-1")
@@ -328,7 +329,7 @@ def test_spec_from_the_stack_settings():
 def test_a_trailing_newline_is_refused(field, value):
     """`$` matches before a final newline: every pattern must match the whole value."""
     from ecom_infra.errors import ConfigError  # noqa: PLC0415
-    from renderers.app_server import AppServerSpec  # noqa: PLC0415
+    from renderers.app_server.spec import AppServerSpec  # noqa: PLC0415
 
     values = {"app": "ecom-platform", "repo_url": "git@github.com:emami/ecom-platform.git",
               "hostnames": ("shop.example.com",), "git_host": "github.com",
@@ -340,7 +341,8 @@ def test_a_trailing_newline_is_refused(field, value):
 
 def test_gems_from_rubygems_get_a_compiler_and_ruby_headers():
     """Without bundle_local, bundle install builds native extensions: the ruby step ensures the toolchain."""
-    from renderers.app_server import AppServerSpec, ruby_step  # noqa: PLC0415
+    from renderers.app_server.spec import AppServerSpec  # noqa: PLC0415
+    from renderers.app_server.steps import ruby_step  # noqa: PLC0415
 
     base = {"app": "ecom-platform", "repo_url": "/srv/git/ecom-platform.git", "hostnames": ("shop.example.com",)}
     remote = ruby_step(AppServerSpec(**base, bundle_local=False)).create
@@ -353,7 +355,7 @@ def test_gems_from_rubygems_get_a_compiler_and_ruby_headers():
 
 
 def _first_scripts() -> dict[str, str]:
-    from renderers.haproxy import render_packages_script  # noqa: PLC0415
+    from renderers.haproxy.haproxy_cfg import render_packages_script  # noqa: PLC0415
 
     return {"app": app_server_steps(BASE)[0].create, "haproxy": render_packages_script()}
 
@@ -370,7 +372,7 @@ def test_the_first_step_on_each_host_waits_for_cloud_init_when_the_image_has_it(
 
 
 def test_every_apt_get_waits_for_the_dpkg_lock():
-    from renderers.haproxy import render_packages_script  # noqa: PLC0415
+    from renderers.haproxy.haproxy_cfg import render_packages_script  # noqa: PLC0415
 
     scripts = [s.create for spec in VARIANTS.values() for s in app_server_steps(spec)] + [render_packages_script()]
     calls = [line for script in scripts for line in script.splitlines() if re.search(r"^\s*apt-get ", line)]

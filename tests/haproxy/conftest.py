@@ -12,7 +12,7 @@ import pytest
 
 from tests.haproxy.helpers import (MOTO_SERVER, AppServer, HaproxyProcess, free_port, need,
                              wait_until)
-from renderers.haproxy import HaproxyLayout
+from renderers.haproxy.layout import HaproxyLayout
 
 
 @pytest.fixture

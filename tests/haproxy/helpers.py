@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from renderers.haproxy import (Backend, BackendServer, HaproxyLayout, HaproxyNodeSpec,
-                               HealthCheck, ServiceControl)
+from renderers.haproxy.layout import HaproxyLayout, ServiceControl
+from renderers.haproxy.spec import Backend, BackendServer, HaproxyNodeSpec, HealthCheck
 
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-boto3: what the nodes run

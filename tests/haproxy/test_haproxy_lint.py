@@ -8,13 +8,14 @@ import sys
 
 import pytest
 
-from tests.haproxy.helpers import SYSTEM_PYTHON, need, run_in_netns, self_signed_pem
-from renderers import render
-from renderers.haproxy import (Backend, BackendServer, HaproxyLayout, HaproxyNodeSpec,
-                               KeepalivedLayout, agent_step, drain_step, drained, fill_keepalived_conf,
-                               haproxy_node_steps, ready_step, render_agent, render_haproxy_cfg,
-                               render_keepalived_conf, render_notify_master)
+from renderers.haproxy.agent import agent_step, drained, render_agent
+from renderers.haproxy.haproxy_cfg import render_haproxy_cfg
+from renderers.haproxy.keepalived import fill_keepalived_conf, render_keepalived_conf, render_notify_master
+from renderers.haproxy.layout import HaproxyLayout, KeepalivedLayout
+from renderers.haproxy.node import haproxy_node_steps
+from renderers.haproxy.spec import Backend, BackendServer, HaproxyNodeSpec
 from renderers.steps import Step
+from tests.haproxy.helpers import SYSTEM_PYTHON, need, run_in_netns, self_signed_pem
 
 pytestmark = pytest.mark.tools
 
@@ -42,10 +43,6 @@ def all_scripts() -> dict[str, str]:
     for variant, node in NODE_VARIANTS.items():
         for step in haproxy_node_steps(node, BACKENDS):
             scripts[f"{variant}/{step.name}"] = step.create
-    scripts["drain"] = drain_step(BACKENDS[0], "app-1").create
-    scripts["ready-wait-up"] = ready_step(BACKENDS[0], "app-1").create
-    scripts["ready-no-wait"] = ready_step(BACKENDS[1], "docs-1", wait_up=False,
-                                          timeout_s=5).create
     scripts["haproxy-agent"] = agent_step().create
     scripts["drained-publish"] = drained(Step("release-publish", "#!/bin/bash\necho publish\n")).create
     return scripts
@@ -119,12 +116,11 @@ def test_keepalived_check_really_reports_mistakes(tmp_path):
 
 
 @pytest.mark.parametrize("python", [SYSTEM_PYTHON, sys.executable], ids=["debian", "venv"])
-@pytest.mark.parametrize("which", ["notify_master", "runtime_api", "agent"])
+@pytest.mark.parametrize("which", ["notify_master", "agent"])
 def test_python_files_compile(tmp_path, python, which):
     """Debian's python3 is what the nodes run; the venv's is what the tests use."""
     need(python)
-    text = {"notify_master": lambda: render_notify_master(NODE), "agent": render_agent,
-            "runtime_api": lambda: render("haproxy/runtime_api.py.j2")}[which]()
+    text = {"notify_master": lambda: render_notify_master(NODE), "agent": render_agent}[which]()
     source = tmp_path / f"{which}.py"
     source.write_text(text)
     result = subprocess.run([python, "-m", "py_compile", str(source)], capture_output=True,

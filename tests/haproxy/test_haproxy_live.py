@@ -1,6 +1,6 @@
 """The real haproxy (this test's own process, loopback ports, temp socket) in front of real
-HTTP servers: Host routing, health checks, drain/ready through the runtime API, and the
-install scripts (validate, swap, reload only on change, refuse a bad config)."""
+HTTP servers: Host routing, health checks, and the install scripts (validate, swap, reload
+only on change, refuse a bad config)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +9,6 @@ import socket
 import ssl
 import stat
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -17,9 +16,10 @@ import pytest
 
 from tests.haproxy.helpers import (FAST_CHECKS, AppServer, HaproxyProcess, http_get, http_post, local_layout,
                              need, port_of, run_script, self_signed_pem, two_apps, wait_until)
-from renderers.haproxy import (Backend, HaproxyLayout, ServiceControl, drain_step, ready_step, render_haproxy_cfg,
-                               render_haproxy_install, render_packages_script,
-                               render_tls_cert_script)
+from renderers.haproxy.haproxy_cfg import (render_haproxy_cfg, render_haproxy_install, render_packages_script,
+                                           render_tls_cert_script)
+from renderers.haproxy.layout import HaproxyLayout, ServiceControl
+from renderers.haproxy.spec import Backend
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 
@@ -53,12 +53,6 @@ def served_by(site, host: str, count: int = 6, path: str = "/") -> set[str]:
         assert status == 200, (host, status, body)
         names.add(body.split()[0])
     return names
-
-
-def run_step(step, timeout: float = 60) -> tuple[subprocess.CompletedProcess, float]:
-    started = time.monotonic()
-    result = run_script(step.create, timeout=timeout)
-    return result, time.monotonic() - started
 
 
 # --------------------------------------------------------------------------- routing
@@ -111,97 +105,6 @@ def test_a_server_failing_its_health_check_gets_no_traffic(site):
     wait_until(lambda: site.proxy.server_status("ecom-platform", "app-1")["status"] == "UP",
                10, "app-1 UP again")
     assert served_by(site, "shop.test", 8) == {"app-1", "app-2"}
-
-
-# --------------------------------------------------------------------------- drain / ready
-
-def test_drain_then_ready_through_the_runtime_socket(site):
-    result, _ = run_step(drain_step("ecom-platform", "app-1", layout=site.layout))
-    assert result.returncode == 0, result.stderr
-    assert "ecom-platform/app-1: drained" in result.stdout
-    assert site.proxy.server_status("ecom-platform", "app-1")["status"] == "DRAIN"
-    assert served_by(site, "shop.test", 8) == {"app-2"}
-
-    result, _ = run_step(ready_step("ecom-platform", "app-1", layout=site.layout))
-    assert result.returncode == 0, result.stderr
-    assert "ecom-platform/app-1: ready and UP" in result.stdout
-    assert site.proxy.server_status("ecom-platform", "app-1")["status"] == "UP"
-    assert served_by(site, "shop.test", 8) == {"app-1", "app-2"}
-
-
-def start_slow_request(site, host: str, seconds: float) -> dict:
-    outcome: dict = {}
-
-    def request():
-        outcome["reply"] = http_get(site.port, host, f"/slow?s={seconds}", timeout=30)
-        outcome["done_at"] = time.monotonic()
-    thread = threading.Thread(target=request, daemon=True)
-    thread.start()
-    outcome["thread"] = thread
-    wait_until(lambda: site.proxy.server_status("ecom-docs", "docs-1")["scur"] == "1", 5,
-               "the slow request to reach docs-1")
-    return outcome
-
-
-def test_drain_waits_until_sessions_in_flight_finish(site):
-    slow = start_slow_request(site, "docs.test", 2)
-    result, elapsed = run_step(drain_step("ecom-docs", "docs-1", layout=site.layout))
-    finished_at = time.monotonic()
-    slow["thread"].join(10)
-    assert result.returncode == 0, result.stderr
-    assert "ecom-docs/docs-1: drained" in result.stdout
-    assert slow["reply"][0] == 200  # the in-flight request was served, not cut
-    assert slow["done_at"] <= finished_at
-    assert elapsed >= 1.0
-
-
-def test_drain_that_times_out_warns_and_lets_the_deploy_go_on(site):
-    slow = start_slow_request(site, "docs.test", 3)
-    result, elapsed = run_step(drain_step("ecom-docs", "docs-1", timeout_s=1,
-                                          layout=site.layout))
-    assert result.returncode == 0, result.stderr
-    assert "still 1 session(s) after 1 s" in result.stderr
-    assert elapsed < 2.5  # it did not wait for the 3 s request
-    slow["thread"].join(10)
-
-
-def test_ready_fails_while_the_health_check_fails_then_succeeds(site):
-    site.servers["docs-1"].healthy = False
-    wait_until(lambda: site.proxy.server_status("ecom-docs", "docs-1")["status"]
-               .startswith("DOWN"), 10, "docs-1 DOWN")
-    result, _ = run_step(ready_step("ecom-docs", "docs-1", timeout_s=2, layout=site.layout))
-    assert result.returncode == 1
-    assert "ecom-docs/docs-1: health check still says 'DOWN' after 2 s" in result.stderr
-    site.servers["docs-1"].healthy = True
-    result, _ = run_step(ready_step("ecom-docs", "docs-1", timeout_s=10, layout=site.layout))
-    assert result.returncode == 0, result.stderr
-    assert "ready and UP" in result.stdout
-
-
-def test_unknown_server_is_skipped_with_a_warning(site):
-    result, _ = run_step(drain_step("ecom-docs", "docs-9", layout=site.layout))
-    assert result.returncode == 0
-    assert "warning: ecom-docs/docs-9: No such server." in result.stderr
-
-
-def test_missing_socket_is_skipped_with_a_warning(short_dir):
-    layout = local_layout(short_dir)
-    for step in (drain_step("ecom-docs", "docs-1", layout=layout),
-                 ready_step("ecom-docs", "docs-1", layout=layout)):
-        result, elapsed = run_step(step)
-        assert result.returncode == 0
-        assert f"warning: no HAProxy admin socket at {layout.admin_socket}" in result.stderr
-        assert elapsed < 5
-
-
-def test_stale_socket_of_a_stopped_haproxy_is_skipped_with_a_warning(short_dir):
-    layout = local_layout(short_dir)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
-        dead.bind(layout.admin_socket)  # the file stays, nobody listens
-    result, elapsed = run_step(drain_step("ecom-docs", "docs-1", layout=layout))
-    assert result.returncode == 0
-    assert "warning: HAProxy does not answer" in result.stderr
-    assert elapsed < 5
 
 
 # --------------------------------------------------------------------------- install script

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import pytest
 
 from ecom_infra.errors import ConfigError
 from renderers import content_hash
-from renderers.haproxy import (INTERFACE_PLACEHOLDER, PASSWORD_PLACEHOLDER, TLS_PEM_SECRET,
-                               VRRP_PASSWORD_SECRET, Backend, BackendServer, HaproxyNodeSpec,
-                               HealthCheck, drain_step, fill_keepalived_conf,
-                               haproxy_node_steps, ready_step, render_haproxy_cfg,
-                               render_haproxy_install, render_keepalived_conf,
-                               render_notify_master)
+from renderers.haproxy.haproxy_cfg import render_haproxy_cfg, render_haproxy_install
+from renderers.haproxy.keepalived import (INTERFACE_PLACEHOLDER, PASSWORD_PLACEHOLDER, fill_keepalived_conf,
+                                          render_keepalived_conf, render_notify_master)
+from renderers.haproxy.node import haproxy_node_steps
+from renderers.haproxy.spec import (TLS_PEM_SECRET, VRRP_PASSWORD_SECRET, Backend, BackendServer, HaproxyNodeSpec,
+                                    HealthCheck)
 
 PLATFORM = Backend("ecom-platform", ("shop.example.com", "www.example.com"), "/up",
                    (BackendServer("app-1", "10.0.1.10"), BackendServer("app-2", "10.0.1.11")))
@@ -235,28 +234,10 @@ def test_a_file_holding_the_heredoc_delimiter_is_refused():
         render_haproxy_install("global\nECOM_HAPROXY_CFG\n")
 
 
-def test_drain_and_ready_steps_name_the_server_and_carry_the_callers_triggers():
-    drain = drain_step(PLATFORM, PLATFORM.servers[0], triggers=("sha-abc",))
-    ready = ready_step("ecom-platform", "app-1", triggers=("sha-abc",))
-    assert drain.name == "haproxy-drain-ecom-platform-app-1"
-    assert ready.name == "haproxy-ready-ecom-platform-app-1"
-    assert drain.triggers == ready.triggers == ("sha-abc",)
-    assert re.search(r"- \"\$action\" \"\$socket\" \"\$backend\" \"\$server\" 60 0 <<", drain.create)
-    assert "action=drain" in drain.create and "action=ready" in ready.create
-    assert re.search(r" 60 1 <<'ECOM_RUNTIME_API_PY'", ready.create)
-    assert re.search(r" 60 0 <<", ready_step(PLATFORM, "app-1", wait_up=False).create)
-
-
-def test_drain_of_a_bad_server_name_is_refused():
-    with pytest.raises(ConfigError) as caught:
-        drain_step(PLATFORM, "app-1; rm -rf /")
-    assert caught.value.key == "server"
-
-
 def test_a_trailing_newline_in_a_hostname_is_refused():
     """`$` matches before a final newline: every pattern must match the whole value."""
     from ecom_infra.errors import ConfigError  # noqa: PLC0415
-    from renderers.haproxy import Backend, BackendServer  # noqa: PLC0415
+    from renderers.haproxy.spec import Backend, BackendServer  # noqa: PLC0415
 
     with pytest.raises(ConfigError, match="hostnames"):
         Backend(app="ecom-platform", hostnames=("shop.example.com\n",), health_path="/health",
@@ -264,6 +245,6 @@ def test_a_trailing_newline_in_a_hostname_is_refused():
 
 
 def test_node_services_are_enabled_for_boot_by_default():
-    from renderers.haproxy import HaproxyLayout, KeepalivedLayout  # noqa: PLC0415
+    from renderers.haproxy.layout import HaproxyLayout, KeepalivedLayout  # noqa: PLC0415
     assert HaproxyLayout().service.enable == ("systemctl", "enable", "--quiet", "haproxy")
     assert KeepalivedLayout().service.enable == ("systemctl", "enable", "--quiet", "keepalived")

@@ -9,7 +9,8 @@ import pytest
 
 from ecom_infra import plan as offline_plan
 from ecom_infra.errors import ConfigError
-from renderers.app_server import AppServerSpec, app_server_steps
+from renderers.app_server.spec import AppServerSpec
+from renderers.app_server.steps import app_server_steps
 
 from ..conftest import SHA_FILE
 from .test_settings import parse, with_

@@ -23,8 +23,10 @@ from fleet.probe import ClientLoop, Platform
 from components.remote_steps import as_root, check_secret_script
 from fleet.executor import REDACTED, StepFailed, run_plan
 from fleet.ssh import Connection, SshRunner
-from renderers.haproxy import (HaproxyLayout, HaproxyNodeSpec, KeepalivedLayout, ServiceControl,
-                               render_haproxy_install, render_keepalived_install, render_tls_cert_script)
+from renderers.haproxy.haproxy_cfg import render_haproxy_install, render_tls_cert_script
+from renderers.haproxy.keepalived import render_keepalived_install
+from renderers.haproxy.layout import HaproxyLayout, KeepalivedLayout, ServiceControl
+from renderers.haproxy.spec import HaproxyNodeSpec
 
 from ..conftest import ROOT
 

@@ -1,0 +1,51 @@
+"""The rolling restart: each app's servers switch to their new release in batches, drained on HAProxy.
+
+Every server of an app builds its release first (and runs its afterBuild hooks: db:migrate); then the servers
+restart in batches of `apps[].restartBatch` (default all but one), each batch after the one before:
+
+    builds of all servers -> publish(batch 1) -> publish(batch 2) -> ...
+
+A build that fails stops the deploy before any server restarts; a publish that fails stops it before the next
+batch. Under systemd puma's socket outlives the restart (requests wait for the new puma): the drain then skips its
+wait for HAProxy's checks, and `apps[].drainRestarts: false` skips the drain itself unless the publish re-creates
+the socket.
+
+The drain is not a step on the HAProxy nodes (the engine starts no step after a failure, so a `ready` step after a
+failed publish would never run): each app server runs an agent HAProxy asks at every check, and the publish holds
+the lock that makes it answer "drain" (`renderers.haproxy.agent.drained`). However the publish ends, the lock dies
+with it and the server is ready again.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import pulumi
+
+from ecom_infra.settings import App
+from renderers.haproxy.agent import agent_step, drained
+from renderers.haproxy.spec import HealthCheck
+from .app_server import AppServer
+
+
+def rolling_restart(apps: Sequence[App], servers: Sequence[AppServer], *, after: Sequence[pulumi.Resource],
+                    health: HealthCheck) -> None:
+    """Declare the agents and the drained publishes of `servers`, app by app, in batches.
+
+    `after`: what must be done before the first restart (the HAProxy nodes' configuration, which asks the
+    agents); `health`: HAProxy's checks of app servers (a publish stays drained until they see it UP).
+    """
+    for app in apps:
+        built = [(server, server.built) for server in servers if server.built.server.app == app.name]
+        agents = {handle.server: server.run_after_build([agent_step()]) for server, handle in built}
+        # Every build of the app before the first restart: a release that cannot build anywhere restarts
+        # nowhere, and the old release keeps serving everywhere.
+        waits: list[pulumi.Resource] = [*after, *(handle.step for _, handle in built)]
+        restarting = [server for server, handle in built if handle.publishes]
+        for first in range(0, len(restarting), app.restart_batch):
+            batch = restarting[first:first + app.restart_batch]
+            published = [server.publish(depends_on=[*agents[server.server], *waits],
+                                        wrap=partial(drained, health=health, socket_flag=server.socket_flag,
+                                                     drain_always=app.drain_restarts))
+                         for server in batch]
+            waits = [p for p in published if p is not None]
