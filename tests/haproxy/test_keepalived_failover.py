@@ -247,12 +247,16 @@ def check_failover(aws, node_a, node_b, short_dir, record_property, how):
     env = aws_env(short_dir)  # keepalived passes its environment to notify_master
     haproxy_a = node_a.spawn(commands["a"][0], "haproxy-a.log")
     node_b.spawn(commands["b"][0], "haproxy-b.log")
-    started = time.monotonic()
-    node_a.spawn(commands["a"][1], "keepalived-a.log", env=env)
-    node_b.spawn(commands["b"][1], "keepalived-b.log", env=env)
     log_a, log_b = short_dir / "keepalived-a.log", short_dir / "keepalived-b.log"
+    started = time.monotonic()
+    # A first, then B once A is master, as `up` orders them (haproxy-b's steps wait for haproxy-a's
+    # keepalived-eip-held). Started together, the first election is a race: priorities 250/240 differ
+    # by only 40 ms of skew, so under load B can win, and nopreempt then keeps it master.
+    node_a.spawn(commands["a"][1], "keepalived-a.log", env=env)
+    wait_until(lambda: log_a.exists() and "MASTER" in transitions(log_a), 30, "A master on its own")
+    node_b.spawn(commands["b"][1], "keepalived-b.log", env=env)
 
-    # First election: A (higher priority) becomes master and pulls the EIP over from B.
+    # First election: A becomes master and pulls the EIP over from B; B, started after, stays backup.
     elected = watch.moved_to(world.instance_a, started, 30) - started
     assert transitions(log_a)[-1] == "MASTER", log_a.read_text()
     assert "MASTER" not in transitions(log_b)
