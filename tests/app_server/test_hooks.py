@@ -85,6 +85,21 @@ def test_a_failing_hook_fails_the_deploy_with_its_output_and_a_retry_runs_only_w
     assert "version r1" in first.get("/")[1]
 
 
+def test_a_failing_hooks_output_shows_the_apps_secrets_redacted_and_its_plain_variables(pair, shas):
+    first, _ = pair
+    secret, inner = "tok-9f8e7d6c5b4a", "9f8e7d"       # one secret inside another: no part of either shows
+    first.with_sha(shas["v1"], env=(("SHOP_REGION", "eu-west"),))
+    ok(first.run("app-env", stdin=first.env_file((("PAYMENT_API_KEY", secret), ("SHORT_KEY", inner)))))
+    leaky = ("afterBuild", 'env | sort; echo "key=$PAYMENT_API_KEY"; exit 4', False, 60)
+    failed = first.with_sha(shas["v1"], hooks=(leaky,)).run("release-build")
+    assert failed.returncode != 0 and "failed (exit 4)" in failed.stderr
+    assert secret not in failed.stderr and inner not in failed.stderr, failed.stderr
+    assert "key=[PAYMENT_API_KEY redacted]" in failed.stderr and "SHORT_KEY=[SHORT_KEY redacted]" in failed.stderr
+    assert "SHOP_REGION=eu-west" in failed.stderr                 # plain variables stay readable
+    logs = list((first.app_dir / "hooks" / shas["v1"]).glob("afterBuild-1-*.log"))
+    assert len(logs) == 1 and secret in logs[0].read_text()      # the root-only log keeps the whole output
+
+
 def test_a_failing_after_publish_hook_goes_back_to_the_old_release(pair, shas):
     first, _ = pair
     first.deploy(shas["v1"])
