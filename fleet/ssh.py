@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -262,14 +263,41 @@ class SshRunner:
         self._check_env_accepted(conn, master, env, optional_env)
         return self._exec(conn, master, command, stdin, {**optional_env, **env})
 
+    def connect(self, conns: list[Connection]) -> list[SshError | None]:
+        """Dial the master of every connection at once, each with its own retries; per connection, the error
+        that stopped it or None. A master only listens once the pinned host key and the login were accepted,
+        so this is a login check of N hosts in about the time of one; later commands reuse the masters."""
+        # Files and numbers first, from this thread only; one dial per distinct master.
+        numbers = [self._master(conn).number for conn in conns]
+        distinct = {}
+        for number, conn in zip(numbers, conns):
+            distinct.setdefault(number, conn)
+        if not distinct:
+            return []
+
+        def dial(conn: Connection) -> SshError | None:
+            try:
+                self._connected_master(conn)
+            except SshError as err:
+                return err
+            return None
+
+        with ThreadPoolExecutor(max_workers=min(len(distinct), 16)) as pool:
+            errors = dict(zip(distinct, pool.map(dial, distinct.values())))
+        return [errors[number] for number in numbers]
+
     # -- connection -----------------------------------------------------------------------------------------
 
-    def _connected_master(self, conn: Connection) -> _Master:
+    def _master(self, conn: Connection) -> _Master:
         identity = (conn.host, conn.port, conn.user, conn.private_key, conn.host_key_line)
         master = self._masters.get(identity)
         if master is None:
             master = self._new_master(conn, len(self._masters))
             self._masters[identity] = master
+        return master
+
+    def _connected_master(self, conn: Connection) -> _Master:
+        master = self._master(conn)
         if master.process is None or master.process.poll() is not None:
             # First use, or the master died (host rebooted by a step): dial again, with retries.
             master.process = None
