@@ -44,10 +44,13 @@ from . import hosts as fleet_hosts
 from . import moto
 from . import network as fleet_network
 from . import spec as fleet_spec
-from .executor import StepFailed, run_plan
+from .executor.report import StepFailed
+from .executor.run import run_plan
 from .origin import HISTORIES, ensure_origin
 from .network import FleetError
-from .ssh import Connection, SshError, SshRunner
+from .ssh.connection import Connection
+from .ssh.errors import SshError
+from .ssh.runner import SshRunner
 
 STACK = "local"
 FLEET_NAME = "ecomfleet"

@@ -20,7 +20,8 @@ from ecom_infra.stacks import PROJECT_DIR
 from . import moto
 from . import spec as fleet_spec
 from .local import ENV, FLEET_NAME, LocalFleet
-from .ssh import Connection, SshRunner
+from .ssh.connection import Connection
+from .ssh.runner import SshRunner
 
 
 class Platform:

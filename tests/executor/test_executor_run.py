@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from executor_plans import command, connection, copy, plan, record, urn
-from fleet.executor import StepFailed, run_plan
+from fleet.executor.report import StepFailed
+from fleet.executor.run import run_plan
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 
@@ -357,7 +358,9 @@ def test_connect_logs_in_to_every_host_at_once_and_names_each_failure(world, alp
     """SshRunner.connect (make up's login check): one answer per connection, in order; the logins stay open."""
     import socket
 
-    from fleet.ssh import Connection, DialError, HostKeyMismatch, SshRunner
+    from fleet.ssh.connection import Connection
+    from fleet.ssh.errors import DialError, HostKeyMismatch
+    from fleet.ssh.runner import SshRunner
 
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))

@@ -9,9 +9,10 @@ import pytest
 
 from ecom_infra.errors import ConfigError
 from executor_plans import new_ssh_key
-from fleet.executor import _secrets, redact
-from fleet.ssh import (COPY_DIR_SCRIPT, COPY_FILE_SCRIPT, Connection, copy_dir_script, copy_file_script,
-                       env_probe_script, fingerprint, parse_host_key)
+from fleet.executor.redact import _secrets, redact
+from fleet.ssh.connection import Connection, fingerprint, parse_host_key
+from fleet.ssh.copy import COPY_DIR_SCRIPT, COPY_FILE_SCRIPT, copy_dir_script, copy_file_script
+from fleet.ssh.runner import env_probe_script
 
 PRIVATE_KEY, HOST_KEY = new_ssh_key()
 
