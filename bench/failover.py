@@ -31,15 +31,17 @@ class Failover:
     outage_s: float           # the client's first failure -> its next success
     failed: int
     requests: int
-    holders: tuple[str, ...]  # every holder seen from the stop to the end of the round, in order
+    holders: tuple[str | None, ...]  # every holder seen from the stop to the end of the round, in order
 
 
 def failover(platform: Platform, settle_s: float = 5.0) -> Failover:
     """Stop haproxy on the EIP's holder, watch the EIP and the client, start haproxy again and watch
     `settle_s` more seconds (a node that took the EIP back would show up in `holders`)."""
     master = platform.eip_holder()
+    if master is None:
+        raise SystemExit("failover: no HAProxy node holds the EIP before the stop")
     other = PEER[master]
-    holders: list[str] = []
+    holders: list[str | None] = []
     with ClientLoop(platform, SHOP) as client:
         time.sleep(1.0)
         stopped = time.monotonic()
@@ -76,7 +78,7 @@ def failovers(platform: Platform, rounds: int = 3) -> list[Failover]:
         results.append(result)
         print(f"failover {index + 1}/{rounds}: haproxy stopped on {result.stopped_on}; EIP moved after "
               f"{result.moved_s:.2f} s; client outage {result.outage_s:.2f} s; failed {result.failed} of "
-              f"{result.requests}; holders {' -> '.join(result.holders)}", flush=True)
+              f"{result.requests}; holders {' -> '.join(h or 'nobody' for h in result.holders)}", flush=True)
     outages = [r.outage_s for r in results]
     print(f"failover outage: min {min(outages):.2f} s, median {statistics.median(outages):.2f} s "
           f"(target <= 1.5 s)", flush=True)

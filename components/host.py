@@ -45,9 +45,10 @@ class Ec2Host(pulumi.ComponentResource):
         self.subnet = args.subnet
 
         self.host_key = tls.PrivateKey(f"{name}-host-key", algorithm="ED25519", opts=child)
-        user_data = pulumi.Output.secret(pulumi.Output.all(
+        rendered: pulumi.Output[str] = pulumi.Output.all(
             self.host_key.private_key_openssh, self.host_key.public_key_openssh,
-        ).apply(lambda keys: render_cloud_init(keys[0], keys[1])))
+        ).apply(lambda keys: render_cloud_init(keys[0], keys[1]))
+        user_data: pulumi.Output[str] = pulumi.Output[str].secret(rendered)
 
         tags = {"Name": f"{settings.environment}-{name}", "Environment": settings.environment,
                 "Role": args.role, "App": args.app or "-"}

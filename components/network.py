@@ -13,6 +13,8 @@ before the old group is deleted). `ecom_infra/provider_rules.py` holds the rule 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_aws as aws
 
@@ -20,7 +22,7 @@ from ecom_infra.settings import Settings
 from renderers.haproxy import AGENT_PORT
 
 VRRP_PROTOCOL = "112"
-ALL_EGRESS = [{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"],
+ALL_EGRESS: Any = [{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"],
                "description": "package mirrors, git host, EC2 API"}]
 
 
@@ -29,7 +31,7 @@ class SecurityGroups(pulumi.ComponentResource):
         super().__init__("ecom:network:SecurityGroups", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         env = settings.environment
-        ssh = {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": list(settings.ssh.admin_cidrs_v4),
+        ssh: Any = {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": list(settings.ssh.admin_cidrs_v4),
                "ipv6_cidr_blocks": list(settings.ssh.admin_cidrs_v6), "description": "SSH from admin networks"}
 
         prefix = f"{settings.project}-{env}"

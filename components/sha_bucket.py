@@ -18,6 +18,8 @@ import base64
 import binascii
 import json
 
+from typing import Any
+
 import pulumi
 import pulumi_aws as aws
 
@@ -77,7 +79,7 @@ class ShaBucket(pulumi.ComponentResource):
         self.register_outputs({"bucket": self.bucket.bucket})
 
 
-def lifecycle_rules(sha_key: str, live: str, days: int, kept: int) -> list[dict]:
+def lifecycle_rules(sha_key: str, live: str, days: int, kept: int) -> list[Any]:
     """One rule per object: noncurrent versions expire `days` after they were replaced, except the
     newest `kept` of them (S3 expires a version only when both hold; kept 0: age alone)."""
     expiration: dict = {"noncurrent_days": days}

@@ -185,7 +185,10 @@ def run(stack: str, *, sha_file_text: str | None = None, secrets: dict[str, str]
     cwd = os.getcwd()
     os.chdir(project_dir)
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
+        def run_program() -> None:
+            runpy.run_path(str(main), run_name="__main__")
+
+        _sync_await(run_pulumi_func(run_program))
     except pulumi.RunError as exc:
         raise ConfigError(*_split_config_error(str(exc))) from None
     finally:

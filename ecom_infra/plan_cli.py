@@ -196,13 +196,14 @@ def diff_plans(old: dict, new: dict) -> list[tuple[str, str, str, list[str]]]:
         return f"{names.get(conn.get('host'), '?')} ({conn.get('host')})"
 
     before, after = index(old), index(new)
-    rows = []
+    rows: list[tuple[str, str, str, list[str]]] = []
     for urn in sorted(set(before) | set(after)):
         a, b = before.get(urn), after.get(urn)
-        if a is None:
-            rows.append((host_of(b), "create", f"{b['type']} {b['name']}", []))
-        elif b is None:
+        if b is None:   # urn is in one of the two, so a is not None here
+            assert a is not None
             rows.append((host_of(a), "delete", f"{a['type']} {a['name']}", []))
+        elif a is None:
+            rows.append((host_of(b), "create", f"{b['type']} {b['name']}", []))
         else:
             changed = sorted(k for k in set(a["inputs"]) | set(b["inputs"])
                              if a["inputs"].get(k) != b["inputs"].get(k))

@@ -20,7 +20,7 @@ import asyncio
 import json
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +67,7 @@ def to_plain(value: PropertyValue) -> Any:
         return int(inner) if inner.is_integer() else inner
     if isinstance(inner, tuple):
         return [to_plain(item) for item in inner]
-    if hasattr(inner, "items"):
+    if isinstance(inner, Mapping):
         return {key: to_plain(item) for key, item in inner.items()}
     return inner
 
@@ -136,7 +136,7 @@ def changed_paths(olds: dict[str, Any], news: dict[str, Any], prefix: str = "") 
     return paths
 
 
-def _get_path(values: dict, path: str) -> Any:
+def _get_path(values: Any, path: str) -> Any:
     for part in path.split("."):
         if not isinstance(values, dict):
             return None
@@ -225,8 +225,8 @@ class Resource:
 class Provider:
     package: str
     version: str
-    resources: dict[str, Resource] = field(default_factory=dict)
-    functions: dict[str, Callable[["Provider", dict], dict]] = field(default_factory=dict)
+    resources: Mapping[str, Resource] = field(default_factory=dict)
+    functions: Mapping[str, Callable[["Provider", dict], dict]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, config: dict[str, Any]) -> None:

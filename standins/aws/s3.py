@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -271,7 +272,7 @@ def _same_json(left: str | None, right: str | None) -> bool:
 
 # ----------------------------------------------------------------------------- functions
 
-def _s3(provider) -> object:
+def _s3(provider) -> Any:
     return client(Context(provider), "s3")
 
 

@@ -13,22 +13,14 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.executor.helpers import new_ssh_key
 from tests.support.sshd import ensure_privsep_dir
-
-# pyproject.toml does not list `fleet` among its packages yet, so the editable install does not expose it:
-# put the repository root on sys.path for these tests.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from executor_plans import new_ssh_key  # noqa: E402  (needs the path above)
 
 SSHD = "/usr/sbin/sshd"
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ecom_infra.errors import ConfigError
-from executor_plans import command, copy, new_ssh_key, other, plan, urn
+from tests.executor.helpers import command, copy, new_ssh_key, other, plan, urn
 from fleet.executor import run as executor_run
 from fleet.executor.diff import diff_plan
 from fleet.executor.run import run_plan

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from executor_plans import command, connection, copy, plan, record, urn
+from tests.executor.helpers import command, connection, copy, plan, record, urn
 from fleet.executor.report import StepFailed
 from fleet.executor.run import run_plan
 

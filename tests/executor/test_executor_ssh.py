@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from ecom_infra.errors import ConfigError
-from executor_plans import new_ssh_key
+from tests.executor.helpers import new_ssh_key
 from fleet.executor.redact import _secrets, redact
 from fleet.ssh.connection import Connection, fingerprint, parse_host_key
 from fleet.ssh.copy import COPY_DIR_SCRIPT, COPY_FILE_SCRIPT, copy_dir_script, copy_file_script

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `fleet` is not an installed package: import it from the repository
-    sys.path.insert(0, str(ROOT))
+from fleet import network
+from tests.support.keys import new_ssh_key as keypair
 
-from fleet import network  # noqa: E402
-from tests.support.keys import new_ssh_key as keypair  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 FLEET_NAME = "ecomtest"
 # Instance hosts boot through cloud-init from the program's user data (the second one's lacks the IMDS rule);

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from haproxy_testlib import (MOTO_SERVER, AppServer, HaproxyProcess, free_port, need,
+from tests.haproxy.helpers import (MOTO_SERVER, AppServer, HaproxyProcess, free_port, need,
                              wait_until)
 from renderers.haproxy import HaproxyLayout
 

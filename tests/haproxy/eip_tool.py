@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-from haproxy_testlib import ec2_client, eip_holder, make_moto_world
+from tests.haproxy.helpers import ec2_client, eip_holder, make_moto_world
 
 POLL_S = 0.1
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from haproxy_testlib import (SYSTEM_PYTHON, AppServer, HaproxyProcess, ask_socket, free_port, local_layout, need,
+from tests.haproxy.helpers import (SYSTEM_PYTHON, AppServer, HaproxyProcess, ask_socket, free_port, local_layout, need,
                              wait_until)
 from renderers.haproxy import AgentLayout, Backend, HealthCheck, drained, render_agent, render_haproxy_cfg
 from renderers.steps import Step

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from haproxy_testlib import SYSTEM_PYTHON, need, run_in_netns, self_signed_pem
+from tests.haproxy.helpers import SYSTEM_PYTHON, need, run_in_netns, self_signed_pem
 from renderers import render
 from renderers.haproxy import (Backend, BackendServer, HaproxyLayout, HaproxyNodeSpec,
                                KeepalivedLayout, agent_step, drain_step, drained, fill_keepalived_conf,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from haproxy_testlib import (FAST_CHECKS, AppServer, HaproxyProcess, http_get, http_post, local_layout,
+from tests.haproxy.helpers import (FAST_CHECKS, AppServer, HaproxyProcess, http_get, http_post, local_layout,
                              need, port_of, run_script, self_signed_pem, two_apps, wait_until)
 from renderers.haproxy import (Backend, HaproxyLayout, ServiceControl, drain_step, ready_step, render_haproxy_cfg,
                                render_haproxy_install, render_packages_script,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from haproxy_testlib import (MOTO_SERVER, MotoWorld, aws_env, local_layout, need,
+from tests.haproxy.helpers import (MOTO_SERVER, MotoWorld, aws_env, local_layout, need,
                              need_system_boto3, node_spec, wait_until)
 from renderers.haproxy import (Backend, BackendServer, KeepalivedLayout, ServiceControl,
                                render_haproxy_cfg, render_keepalived_install,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from haproxy_testlib import (SYSTEM_PYTHON, MotoWorld, aws_env, eip_holder, free_port, make_moto_world,
+from tests.haproxy.helpers import (SYSTEM_PYTHON, MotoWorld, aws_env, eip_holder, free_port, make_moto_world,
                              need, need_system_boto3, node_spec, run_in_netns, run_script)
 from renderers.haproxy import (KeepalivedLayout, ServiceControl, fill_keepalived_conf,
                                render_keepalived_conf, render_keepalived_install,

@@ -1,27 +1,19 @@
 """Fixtures for the release verbs: a moto server, a bucket, a project with stack files, a CLI runner."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
 
-# `tests.support` lives beside this folder; pytest does not put the repository root on
-# sys.path by itself (the editable install maps only the packages), so add it here.
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.release.helpers import APPS, ENVS, run_verb, write_project  # noqa: E402
-from tests.support import moto_server  # noqa: E402
+from ecom_infra import release_cli
+from tests.release.helpers import APPS, ENVS, run_verb, write_project
+from tests.support import moto_server
 
 # The shared moto fixtures, made visible to every test in this folder.
 moto_endpoint = moto_server.moto_endpoint
 aws_env = moto_server.aws_env
-
-from ecom_infra import release_cli  # noqa: E402
 
 
 @pytest.fixture
