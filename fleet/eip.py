@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import hosts, network
-from .network import FleetError
 from .daemon import daemon_spec
+from .network import FleetError
 from .spec import ALLOCATION_ID, FleetSpec, state_dir
 
 POLL_SECONDS = 0.1

@@ -30,12 +30,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import hosts
-from .network import FleetError
 from .daemon import daemon_spec
+from .network import IMDS_ADDRESS as ADDRESS
+from .network import IMDS_PORT as PORT  # on the gateway, where the nat chain sends 169.254.169.254:80
+from .network import FleetError
 from .spec import FleetSpec, state_dir
 
-from .network import IMDS_ADDRESS as ADDRESS
-from .network import IMDS_PORT as PORT   # on the gateway, where the nat chain sends 169.254.169.254:80
 HOP_LIMIT = 1              # the program's metadata_options.http_put_response_hop_limit
 MAX_TOKEN_TTL = 21600
 RENEW_BEFORE_S = 300

@@ -46,8 +46,8 @@ from . import network as fleet_network
 from . import spec as fleet_spec
 from .executor.report import StepFailed
 from .executor.run import run_plan
-from .origin import HISTORIES, ensure_origin
 from .network import FleetError
+from .origin import HISTORIES, ensure_origin
 from .ssh.connection import Connection
 from .ssh.errors import SshError
 from .ssh.runner import SshRunner
@@ -277,7 +277,7 @@ def log_in(ssh: SshRunner, spec: fleet_spec.FleetSpec, keys: Keys, host_names: l
         host = spec.host(name)
         conns[name] = Connection.from_inputs({"host": str(host.address), "user": "admin",
                                               "privateKey": keys.admin[0], "hostKey": host.host_public_key}, name)
-    for name, err in zip(host_names, ssh.connect([conns[name] for name in host_names])):
+    for name, err in zip(host_names, ssh.connect([conns[name] for name in host_names]), strict=True):
         if err is not None:
             raise FleetError(f"{name} ({spec.host(name).address}): cannot log in over SSH, nothing was run: "
                              f"{_one_line(str(err))}") from None

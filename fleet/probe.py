@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from contextlib import contextmanager
-from collections.abc import Iterator
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from components.remote_steps import as_root
 from ecom_infra.stacks import PROJECT_DIR

@@ -22,8 +22,7 @@ Modules: `connection` (the validated connection and environment inputs), `errors
 
 from __future__ import annotations
 
-from .connection import (PREVIOUS_STDERR, PREVIOUS_STDOUT, Connection, check_environment, fingerprint,
-                         parse_host_key)
+from .connection import PREVIOUS_STDERR, PREVIOUS_STDOUT, Connection, check_environment, fingerprint, parse_host_key
 from .copy import COPY_DIR_SCRIPT, COPY_FILE_SCRIPT, copy_dir_script, copy_file_script
 from .errors import DialError, EnvNotAccepted, HostKeyMismatch, SshError
 from .runner import CommandResult, SshRunner, env_probe_script

@@ -101,7 +101,7 @@ class SshRunner:
         # Files and numbers first, from this thread only; one dial per distinct master.
         numbers = [self._master(conn).number for conn in conns]
         distinct = {}
-        for number, conn in zip(numbers, conns):
+        for number, conn in zip(numbers, conns, strict=True):
             distinct.setdefault(number, conn)
         if not distinct:
             return []
@@ -114,7 +114,7 @@ class SshRunner:
             return None
 
         with ThreadPoolExecutor(max_workers=min(len(distinct), 16)) as pool:
-            errors = dict(zip(distinct, pool.map(dial, distinct.values())))
+            errors = dict(zip(distinct, pool.map(dial, distinct.values()), strict=True))
         return [errors[number] for number in numbers]
 
     # -- connection -----------------------------------------------------------------------------------------

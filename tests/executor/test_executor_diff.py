@@ -8,11 +8,11 @@ import json
 import pytest
 
 from ecom_infra.errors import ConfigError
-from tests.executor.helpers import command, copy, new_ssh_key, other, plan, urn
 from fleet.executor import run as executor_run
 from fleet.executor.diff import diff_plan
 from fleet.executor.run import run_plan
 from fleet.ssh.runner import CommandResult
+from tests.executor.helpers import command, copy, new_ssh_key, other, plan, urn
 
 PRIVATE_KEY, HOST_KEY = new_ssh_key()
 CONN = {"host": "10.213.0.11", "port": 22, "user": "admin", "privateKey": PRIVATE_KEY, "hostKey": HOST_KEY}

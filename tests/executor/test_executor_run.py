@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.executor.helpers import command, connection, copy, plan, record, urn
 from fleet.executor.report import StepFailed
 from fleet.executor.run import run_plan
+from tests.executor.helpers import command, connection, copy, plan, record, urn
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 
