@@ -22,36 +22,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_command as command
 
+from ecom_infra.rules import SCRIPT_COMMENT, SCRIPT_STDIN_TO_OUTPUT, SCRIPT_XTRACE
 from renderers.steps import Step
 
 HEREDOC_END = "ECOM_STEP_EOF"
-
-# xtrace in any form: it prints every command with its expanded arguments (a secret read from stdin included).
-_XTRACE = re.compile(r"""(?x)
-    \bset\s+(?:-[A-Za-z]*x|-o\s+xtrace)        # set -x, set -euxo pipefail, set -o xtrace
-  | \bshopt\s+-[a-z]*\s*-o\s+xtrace          # shopt -s -o xtrace
-  | \b(?:ba)?sh\s+(?:-[A-Za-z]*x|-o\s+xtrace)  # bash -x script
-  | \bBASH_XTRACEFD\b | \bSHELLOPTS=
-""")
-# stdin copied to the output: a bare `cat`, or `tee` (which always writes to stdout).
-_STDIN_TO_OUTPUT = re.compile(r"(?:^|[|;&(]\s*)(?:cat\s*(?:$|[|;&)])|tee\b)")
-_COMMENT = re.compile(r"(?:^|\s)#.*$")
 
 
 def check_secret_script(name: str, script: str) -> None:
     """Refuse a script that receives a secret and could print it (xtrace, stdin copied to stdout)."""
     for number, line in enumerate(script.splitlines(), 1):
-        code = _COMMENT.sub("", line)
-        if _XTRACE.search(code):
+        code = SCRIPT_COMMENT.sub("", line)
+        if SCRIPT_XTRACE.search(code):
             raise ValueError(f"step {name}: line {number} turns on xtrace, which would print the secret it reads "
                              f"from stdin into a failed step's error: {line.strip()}")
-        if _STDIN_TO_OUTPUT.search(code.strip()):
+        if SCRIPT_STDIN_TO_OUTPUT.search(code.strip()):
             raise ValueError(f"step {name}: line {number} copies stdin to the output: {line.strip()}")
 
 

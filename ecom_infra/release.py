@@ -29,11 +29,10 @@ import botocore.config
 import botocore.exceptions
 import yaml
 
-from . import shafile
+from . import defaults, shafile
 from .errors import ConfigError
+from .rules import ACTOR, APP_NAME, NAME, SHA, UTC_TIME
 
-DEFAULT_BUCKET = "emami-ci-packages"
-DEFAULT_KEY = "sha_number.yml"
 CONTENT_TYPE = "text/yaml"   # a text/* type, so the Pulumi program can read it with aws.s3.get_object
 NONE = "(none)"
 
@@ -42,12 +41,10 @@ META_ACTOR = "ecom-actor"
 META_VERB = "ecom-verb"
 META_PREVIOUS = "ecom-previous"   # "env/app=sha-or-none,..." for every entry this write changed
 
-# Compare-and-swap retries: a handful of concurrent CI jobs settle within a few rounds;
-# full jitter (a random sleep up to an exponentially growing cap) keeps them from
-# colliding again in lock step.
-DEFAULT_ATTEMPTS = 25
-BACKOFF_BASE_S = 0.05
-BACKOFF_CAP_S = 2.0
+# Compare-and-swap retries (why these numbers: ecom_infra.defaults).
+DEFAULT_ATTEMPTS = defaults.CAS_ATTEMPTS
+BACKOFF_BASE_S = defaults.BACKOFF_BASE_S
+BACKOFF_CAP_S = defaults.BACKOFF_CAP_S
 
 ShaMap = shafile.ShaMap
 
@@ -127,9 +124,9 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None):
     LocalStack) gets path-style addressing, since it has no per-bucket DNS names.
     """
     config = botocore.config.Config(
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=30,
+        retries={"max_attempts": defaults.S3_MAX_ATTEMPTS, "mode": "standard"},
+        connect_timeout=defaults.S3_CONNECT_TIMEOUT_S,
+        read_timeout=defaults.S3_READ_TIMEOUT_S,
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
     session = boto3.session.Session(region_name=region)
@@ -440,9 +437,7 @@ def shas_that_ran(rows: Sequence[HistoryRow]) -> set[str]:
 # a successful `pulumi up`, `ecom-deploy mark-live` appends what the servers now run to a second
 # object beside the sha file (`<key stem>.live.yml`), with the same compare-and-swap writes.
 # Rollback reads it to find the release that was live before the current one.
-LIVE_KEEP = 100   # records kept per env/app: enough history, a bounded file
-_TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-_ACTOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\[\]-]{0,99}$")
+LIVE_KEEP = defaults.LIVE_KEEP   # records kept per env/app
 
 LiveMap = dict[str, dict[str, list["LiveRecord"]]]
 
@@ -474,15 +469,15 @@ def parse_live(text: str, source: str) -> LiveMap:
         raise ConfigError(source, "must map environments to apps to lists of live records")
     found: LiveMap = {}
     for env, apps in data.items():
-        if not shafile.NAME_RE.fullmatch(str(env)) or not isinstance(apps, dict):
+        if not NAME.fullmatch(str(env)) or not isinstance(apps, dict):
             raise ConfigError(source, f"bad environment entry {str(env)[:40]!r}")
         for app, records in apps.items():
-            if not shafile.NAME_RE.fullmatch(str(app)) or not isinstance(records, list):
+            if not APP_NAME.fullmatch(str(app)) or not isinstance(records, list):
                 raise ConfigError(source, f"bad app entry {env}/{str(app)[:40]!r}")
             for item in records:
                 if not (isinstance(item, dict) and set(item) == {"sha", "time", "actor"}
-                        and shafile.SHA_RE.fullmatch(item["sha"]) and _TIME_RE.fullmatch(item["time"])
-                        and _ACTOR_RE.fullmatch(item["actor"])):
+                        and SHA.fullmatch(item["sha"]) and UTC_TIME.fullmatch(item["time"])
+                        and ACTOR.fullmatch(item["actor"])):
                     raise ConfigError(source, f"bad live record under {env}/{app}: {str(item)[:80]}")
                 found.setdefault(env, {}).setdefault(app, []).append(
                     LiveRecord(item["sha"], item["time"], item["actor"]))

@@ -21,21 +21,18 @@ from pathlib import Path
 
 import yaml
 
-from . import events, release, stacks
+from . import defaults, events, release, stacks
 from .errors import ConfigError
-from .settings import BUCKET_RE, event_settings, http_url, parse_git_remote, redact_url
-from .shafile import EXAMPLE_SHA, check_sha
+from .rules import ACTOR, BUCKET, EXAMPLE_SHA, check_http_url, check_sha, redact_url
+from .settings import event_settings, parse_git_remote
 
 ENV_BUCKET = "ECOM_SHA_BUCKET"
 ENV_PROJECT_DIR = "ECOM_PROJECT_DIR"
 ENV_ENDPOINT = "AWS_ENDPOINT_URL"
 
-# GitHub logins, bot names like `dependabot[bot]`, e-mail-like CI users; ASCII only,
-# because S3 metadata travels in HTTP headers.
-ACTOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\[\]-]{0,99}$")
 # Where CI systems other than GitHub put the person who started the build.
 CI_ACTOR_VARS = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILDKITE_BUILD_CREATOR", "CIRCLE_USERNAME")
-GIT_TIMEOUT_S = 60
+GIT_TIMEOUT_S = defaults.GIT_TIMEOUT_S
 
 
 # -- argument parsing -----------------------------------------------------------------------
@@ -43,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the release verbs to `ecom-deploy`'s sub-command parser."""
     common = argparse.ArgumentParser(add_help=False)
     where = common.add_argument_group("where the sha file is")
-    where.add_argument("--bucket", help=f"S3 bucket (default: ${ENV_BUCKET} or {release.DEFAULT_BUCKET})")
-    where.add_argument("--key", default=release.DEFAULT_KEY, help="object key (default: %(default)s)")
+    where.add_argument("--bucket", help=f"S3 bucket (default: ${ENV_BUCKET} or {defaults.SHA_BUCKET_NAME})")
+    where.add_argument("--key", default=defaults.SHA_BUCKET_KEY, help="object key (default: %(default)s)")
     where.add_argument("--endpoint-url", help=f"S3 endpoint, e.g. moto (default: ${ENV_ENDPOINT})")
     # Where the stack files are; tests point it at a temporary project.
     where.add_argument("--project-dir", help=argparse.SUPPRESS)
@@ -178,15 +175,15 @@ def all_apps(where: Path) -> list[str]:
 
 def context(args: argparse.Namespace) -> Context:
     where = project_dir(args)
-    bucket = args.bucket or os.environ.get(ENV_BUCKET) or release.DEFAULT_BUCKET
-    if not BUCKET_RE.fullmatch(bucket):
-        raise ConfigError("--bucket", f"{bucket!r} is not a valid S3 bucket name", release.DEFAULT_BUCKET)
+    bucket = args.bucket or os.environ.get(ENV_BUCKET) or defaults.SHA_BUCKET_NAME
+    if not BUCKET.fullmatch(bucket):
+        raise ConfigError("--bucket", f"{bucket!r} is not a valid S3 bucket name", defaults.SHA_BUCKET_NAME)
     key = args.key
     if not key or key.startswith("/") or len(key.encode()) > 1024:
-        raise ConfigError("--key", f"{key!r} is not a valid object key", release.DEFAULT_KEY)
+        raise ConfigError("--key", f"{key!r} is not a valid object key", defaults.SHA_BUCKET_KEY)
     endpoint = args.endpoint_url or os.environ.get(ENV_ENDPOINT) or None
     if endpoint:
-        http_url(endpoint, "--endpoint-url")
+        check_http_url(endpoint, "--endpoint-url")
     apps = all_apps(where)
     if not apps:
         raise ConfigError("project", f"no stack in {where} declares {stacks.PROJECT_NAME}:apps")
@@ -205,7 +202,7 @@ def resolve_actor(explicit: str | None, environ: dict[str, str] | None = None) -
     person running the command did not type them.
     """
     if explicit is not None:
-        if not ACTOR_RE.fullmatch(explicit):
+        if not ACTOR.fullmatch(explicit):
             shown = repr(explicit) if len(explicit) <= 40 else f"{explicit[:37]!r}... ({len(explicit)} characters)"
             raise ConfigError("--actor", f"{shown} must be 1-100 ASCII letters, digits or ._@+-[]", "octocat")
         return explicit
@@ -223,7 +220,7 @@ def resolve_actor(explicit: str | None, environ: dict[str, str] | None = None) -
 
 def _header_safe(value: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9._@+\[\]-]+", "-", value.strip()).strip("-")[:100]
-    return cleaned if cleaned and ACTOR_RE.fullmatch(cleaned) else "unknown"
+    return cleaned if cleaned and ACTOR.fullmatch(cleaned) else "unknown"
 
 
 redact = redact_url   # kept for callers of the old name

@@ -20,36 +20,21 @@ be UTF-8 and at most MAX_BYTES.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import yaml
 
+from . import defaults
 from .errors import ConfigError
+from .rules import EXAMPLE_SHA, NAME, check_sha
 
-SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-EXAMPLE_SHA = "3f1c0d5e9a7b2c4d6e8f0a1b3c5d7e9f1a2b4c6d"
 # A real file is a few hundred bytes; YAML takes minutes and gigabytes on a 50 MB one.
 MAX_BYTES = 1024 * 1024
 
 ShaMap = dict[str, dict[str, str]]
 
 
-def check_sha(value: object, key: str) -> str:
-    """Return `value` as a sha (40 hex, lowercased) or raise ConfigError naming `key`."""
-    if not isinstance(value, str):
-        raise ConfigError(key, f"must be a 40-character hex commit sha, got {type(value).__name__}",
-                          EXAMPLE_SHA)
-    sha = value.strip().lower()
-    if not SHA_RE.fullmatch(sha):
-        shown = value if len(value) <= 60 and value.isprintable() else repr(value[:60])
-        raise ConfigError(key, f"must be a 40-character hex commit sha, got {shown!r} "
-                               f"({len(value)} characters)", EXAMPLE_SHA)
-    return sha
-
-
-def decode(data: bytes, source: str = "sha_number.yml") -> str:
+def decode(data: bytes, source: str = defaults.SHA_BUCKET_KEY) -> str:
     """The file's text; invalid UTF-8 is refused, never replaced (a replaced byte hides a corruption)."""
     if len(data) > MAX_BYTES:
         raise ConfigError(source, f"is larger than {MAX_BYTES // 1024} KiB: not a sha file")
@@ -59,7 +44,7 @@ def decode(data: bytes, source: str = "sha_number.yml") -> str:
         raise ConfigError(source, f"is not valid UTF-8 (byte {exc.start})") from None
 
 
-def parse(text: str, apps: Sequence[str], source: str = "sha_number.yml", *, environment: str | None = None,
+def parse(text: str, apps: Sequence[str], source: str = defaults.SHA_BUCKET_KEY, *, environment: str | None = None,
           environments: Sequence[str] | None = None) -> ShaMap:
     """Parse the sha file into {environment: {app: sha}}.
 
@@ -87,7 +72,7 @@ def parse(text: str, apps: Sequence[str], source: str = "sha_number.yml", *, env
                           f"staging: {{ecom-platform: {EXAMPLE_SHA}}}")
     result: ShaMap = {}
     for env, entry in doc.items():
-        if not isinstance(env, str) or not NAME_RE.fullmatch(env):
+        if not isinstance(env, str) or not NAME.fullmatch(env):
             shown = repr(env) if len(repr(env)) <= 60 else repr(env)[:57] + "..."
             raise ConfigError(f"{source}: {shown}", "is not a valid environment name", "staging")
         if environment is not None and env != environment:

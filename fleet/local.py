@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecom_infra import plan as offline_plan
+from ecom_infra.defaults import SHA_BUCKET_KEY, SHA_BUCKET_NAME
 from ecom_infra.errors import ConfigError
 from ecom_infra.stacks import PROJECT_DIR, stack_config
 
@@ -349,8 +350,8 @@ def publish_origin(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, wo
 def sha_file_location(fleet: LocalFleet) -> tuple[str, str]:
     """(bucket, key) of the local stack's sha file."""
     config = stack_config(fleet.stack)
-    return (config.get("ecom-infra:shaBucket", {}).get("name", "emami-ci-packages"),
-            config.get("ecom-infra:shaBucket", {}).get("key", "sha_number.yml"))
+    return (config.get("ecom-infra:shaBucket", {}).get("name", SHA_BUCKET_NAME),
+            config.get("ecom-infra:shaBucket", {}).get("key", SHA_BUCKET_KEY))
 
 
 def ecom_deploy(fleet: LocalFleet, *args: str) -> tuple[int, str, str]:
