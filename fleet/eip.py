@@ -23,10 +23,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ecom_infra.rules import ALLOCATION_ID
+
 from . import hosts, network
 from .daemon import daemon_spec
 from .network import FleetError
-from .spec import ALLOCATION_ID, FleetSpec, state_dir
+from .spec import FleetSpec, state_dir
 
 POLL_SECONDS = 0.1
 REPO_ROOT = Path(__file__).resolve().parents[1]
