@@ -8,10 +8,12 @@ What `up` does, each stage printed as it goes:
  1. keys: the fleet's own admin, deploy and git-host keys (ed25519, kept mode 600 in the
     state dir, hidden from the hosts); they replace the local stack's example keys;
  2. the offline plan of the local stack says which hosts exist (names, addresses, pinned
-    host keys, user data); the fleet boots one system-container host per EC2 instance (through
+    host keys, user data; a running fleet reuses the last answer while nothing the plan reads
+    changed); the fleet boots one system-container host per EC2 instance (through
     cloud-init, from the instance's user data) plus the git host, or adds the hosts a grown
     stack declares to a running fleet;
- 3. the git host gets the bare repositories of the real Rails apps (fleet/origin);
+ 3. after logging in to every host (at once), the git host gets the bare repositories of the
+    real Rails apps (fleet/origin), unless it already has these;
  4. moto gets the sha bucket and, if it has none yet, a sha file staged with
     `ecom-deploy stage` at each app's first version;
  5. the plan runs again against moto (instances, Elastic IP and its association become
