@@ -38,6 +38,8 @@ class MotoMocks(PlanMocks):
     def __post_init__(self) -> None:
         self.ec2 = ec2_client(self.endpoint, self.region)
         self.iam = moto.client(self.endpoint, "iam", self.region)
+        # One S3 client for the program's sha file reads: a boto3 client costs more to make than a call to moto.
+        self.s3 = moto.client(self.endpoint, "s3", self.region)
         # The SDK registers resources from a thread pool: one moto change at a time.
         self._lock = threading.Lock()
 
@@ -158,7 +160,7 @@ class MotoMocks(PlanMocks):
         """The sha file is read from moto's S3, where `ecom-deploy stage` wrote it."""
         inputs = unwrap(args.args)
         if args.token in ("aws:s3/getObjects:getObjects", "aws:s3/getObject:getObject", "aws:s3/getBuckets:getBuckets"):
-            s3 = moto.client(self.endpoint, "s3", self.region)
+            s3 = self.s3
             if args.token.endswith("getBuckets"):
                 prefix = inputs.get("prefix") or ""
                 names = [b["Name"] for b in s3.list_buckets().get("Buckets", []) if b["Name"].startswith(prefix)]

@@ -18,15 +18,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ecom_infra.rules import ALLOCATION_ID
+
 from . import hosts, network
+from .daemon import daemon_spec
 from .network import FleetError
-from .spec import ALLOCATION_ID, FleetSpec, load_saved, state_dir
+from .spec import FleetSpec, state_dir
 
 POLL_SECONDS = 0.1
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -132,11 +134,9 @@ class Follower:
 
 
 def run_daemon(name: str) -> int:
-    spec = load_saved(name)
+    spec = daemon_spec(name, log)
     if spec is None:
-        log(f"fleet {name!r} has no state; exiting")
         return 1
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     follower = Follower(spec, ec2_client(spec.moto_endpoint))
     network.set_eip_target(spec, None)  # start from a known state: nothing routed until moto says so
     log(f"following allocations for {spec.eip.address} via {spec.moto_endpoint}, every {POLL_SECONDS}s")

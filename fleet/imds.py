@@ -21,7 +21,6 @@ import ipaddress
 import json
 import os
 import secrets
-import signal
 import socket
 import sys
 import threading
@@ -31,11 +30,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import hosts
-from .network import FleetError
-from .spec import FleetSpec, load_saved, state_dir
-
+from .daemon import daemon_spec
 from .network import IMDS_ADDRESS as ADDRESS
-from .network import IMDS_PORT as PORT   # on the gateway, where the nat chain sends 169.254.169.254:80
+from .network import IMDS_PORT as PORT  # on the gateway, where the nat chain sends 169.254.169.254:80
+from .network import FleetError
+from .spec import FleetSpec, state_dir
+
 HOP_LIMIT = 1              # the program's metadata_options.http_put_response_hop_limit
 MAX_TOKEN_TTL = 21600
 RENEW_BEFORE_S = 300
@@ -227,11 +227,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def run_daemon(name: str) -> int:
-    spec = load_saved(name)
+    spec = daemon_spec(name, log)
     if spec is None:
-        log(f"fleet {name!r} has no state; exiting")
         return 1
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = Server((str(spec.bridge.gateway), PORT), Metadata(spec.moto_endpoint), spec.bridge.cidr)
     log(f"answering {ADDRESS}:80 for {spec.bridge.cidr} on {spec.bridge.gateway}:{PORT} "
         f"(IMDSv2 only, hop limit {HOP_LIMIT})")

@@ -8,10 +8,12 @@ What `up` does, each stage printed as it goes:
  1. keys: the fleet's own admin, deploy and git-host keys (ed25519, kept mode 600 in the
     state dir, hidden from the hosts); they replace the local stack's example keys;
  2. the offline plan of the local stack says which hosts exist (names, addresses, pinned
-    host keys, user data); the fleet boots one system-container host per EC2 instance (through
+    host keys, user data; a running fleet reuses the last answer while nothing the plan reads
+    changed); the fleet boots one system-container host per EC2 instance (through
     cloud-init, from the instance's user data) plus the git host, or adds the hosts a grown
     stack declares to a running fleet;
- 3. the git host gets the bare repositories of the real Rails apps (fleet/origin);
+ 3. after logging in to every host (at once), the git host gets the bare repositories of the
+    real Rails apps (fleet/origin), unless it already has these;
  4. moto gets the sha bucket and, if it has none yet, a sha file staged with
     `ecom-deploy stage` at each app's first version;
  5. the plan runs again against moto (instances, Elastic IP and its association become
@@ -21,6 +23,9 @@ What `up` does, each stage printed as it goes:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import importlib.metadata
 import io
 import json
 import os
@@ -32,24 +37,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from ecom_infra import plan as offline_plan
 from ecom_infra.defaults import SHA_BUCKET_KEY, SHA_BUCKET_NAME
 from ecom_infra.errors import ConfigError
 from ecom_infra.stacks import PROJECT_DIR, stack_config
-from renderers import render
 
+from . import eip as fleet_eip
 from . import hosts as fleet_hosts
 from . import moto
 from . import network as fleet_network
 from . import spec as fleet_spec
-from .cloud import MotoMocks
-from .executor import StepFailed, run_plan
-from .origin import HISTORIES, build_origin
+from .executor.report import StepFailed
+from .executor.run import run_plan
 from .network import FleetError
-from .ssh import Connection, SshError, SshRunner
+from .origin import HISTORIES, ensure_origin
+from .ssh.connection import Connection
+from .ssh.errors import SshError
+from .ssh.runner import SshRunner
 
 STACK = "local"
 FLEET_NAME = "ecomfleet"
@@ -103,6 +107,9 @@ class LocalFleet:
 
 def _keypair(path: Path) -> tuple[str, str]:
     """(private OpenSSH text, public line) of the ed25519 key at `path`, made on first use (mode 600)."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - only here; keeps start-up short
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+
     if not path.exists():
         key = Ed25519PrivateKey.generate()
         text = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
@@ -144,12 +151,8 @@ def plan_inputs(fleet: LocalFleet, keys: Keys) -> tuple[dict[str, str], dict[str
 # ----------------------------------------------------------------------------- fleet
 
 
-def fleet_spec_from(fleet: LocalFleet, result: offline_plan.PlanResult, keys: Keys,
-                    running: fleet_spec.FleetSpec | None) -> dict:
-    """The fleet spec: the git host and one host per EC2 instance of the plan.
-
-    Hosts of a running fleet keep their place (their veth is numbered by it); new ones are appended.
-    """
+def shape_hosts(fleet: LocalFleet, result: offline_plan.PlanResult, keys: Keys) -> dict[str, dict]:
+    """The fleet's hosts by name: the git host and one host per EC2 instance of the plan."""
     private_keys = {r.name[:-len("-host-key")]: offline_plan.plan_mocks.unwrap(r.state)["privateKeyOpenssh"]
                     for r in result.resources if r.type == "tls:index/privateKey:PrivateKey"}
     # Each instance boots through cloud-init from the plan's user data (which installs the host key above).
@@ -162,6 +165,69 @@ def fleet_spec_from(fleet: LocalFleet, result: offline_plan.PlanResult, keys: Ke
         wanted[name] = {"name": name, "address": host["privateIp"], "host_key": private_keys[name],
                         "authorized_keys": authorized, "user_data": user_data[name],
                         "instance_id": host["instanceId"]}
+    return wanted
+
+
+# The program's own files: with the stack's config and the run's keys, all that the offline plan reads.
+PROGRAM_FILES = ("__main__.py", "Pulumi.yaml", "components", "ecom_infra", "renderers", "templates")
+
+
+def shape_inputs(fleet: LocalFleet, overrides: dict[str, str], secrets: dict[str, str]) -> str:
+    """Digest of every input of the offline plan that gives the fleet's shape (same digest: same hosts)."""
+    digest = hashlib.sha256(json.dumps([fleet.stack, overrides, secrets, sys.version,
+                                        importlib.metadata.version("pulumi")], sort_keys=True).encode())
+    paths = [PROJECT_DIR / f"Pulumi.{fleet.stack}.yaml"]
+    for name in PROGRAM_FILES:
+        path = PROJECT_DIR / name
+        paths += sorted(path.rglob("*")) if path.is_dir() else [path]
+    for path in paths:
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(f"\0{path.relative_to(PROJECT_DIR)}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def fleet_shape(fleet: LocalFleet, keys: Keys, running: fleet_spec.FleetSpec | None) -> dict[str, dict]:
+    """`shape_hosts` of the offline plan. A running fleet whose inputs did not change since the last `up`
+    reuses that run's answer (kept mode 600: it holds host keys) instead of running the plan once more."""
+    overrides, secrets = plan_inputs(fleet, keys)
+    inputs = shape_inputs(fleet, overrides, secrets)
+    path = fleet.state / "shape.json"
+    if running is not None and path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("inputs") == inputs:
+            say("plan", f"the {fleet.stack} stack's program and config are unchanged: same hosts as the last up")
+            return saved["hosts"]
+    say("plan", f"offline plan of the {fleet.stack} stack: which hosts exist")
+    wanted = shape_hosts(fleet, offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides), keys)
+    _write_private(path, json.dumps({"inputs": inputs, "hosts": wanted}))
+    return wanted
+
+
+def check_shape(fleet: LocalFleet, spec: fleet_spec.FleetSpec, plan: dict) -> None:
+    """The plan that deploys must declare the hosts the fleet runs (name, address, host key): were a reused
+    shape ever stale, nothing runs, and the next `up` plans the shape afresh."""
+    running = {h.name: h for h in spec.hosts}
+    for name, host in sorted(plan["hosts"].items()):
+        have = running.get(name)
+        if have is None or str(have.address) != host["privateIp"] or \
+                have.host_public_key.split()[:2] != host["hostKey"].split()[:2]:
+            (fleet.state / "shape.json").unlink(missing_ok=True)
+            raise FleetError(f"{name}: the deploying plan's host is not the one the fleet runs (address or host "
+                             "key); nothing was run: run `make up` again")
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def fleet_spec_from(fleet: LocalFleet, wanted: dict[str, dict], running: fleet_spec.FleetSpec | None) -> dict:
+    """The fleet spec: the hosts of `shape_hosts`.
+
+    Hosts of a running fleet keep their place (their veth is numbered by it); new ones are appended.
+    """
     order = [h.name for h in running.hosts] if running else []
     order += sorted(n for n in wanted if n not in order)
     return {"name": fleet.name, "bridge": fleet.bridge, "eip": {"address": fleet.eip_address, "allocation_id": None},
@@ -207,36 +273,33 @@ def start_or_grow(raw: dict, running: fleet_spec.FleetSpec | None, work: Path) -
 def log_in(ssh: SshRunner, spec: fleet_spec.FleetSpec, keys: Keys, host_names: list[str]) -> dict[str, Connection]:
     """Log in to every named host before anything runs on any (nothing half-done); one line names the first
     that refuses. The fleet's status check: a host that answers but refuses the run's key fails here, even on a
-    run with nothing to change (stricter than a real `pulumi up`, which would not dial it then)."""
+    run with nothing to change (stricter than a real `pulumi up`, which would not dial it then). The logins run
+    at once and stay open: later commands of this run reuse them."""
     conns = {}
     for name in host_names:
         host = spec.host(name)
         conns[name] = Connection.from_inputs({"host": str(host.address), "user": "admin",
                                               "privateKey": keys.admin[0], "hostKey": host.host_public_key}, name)
-        try:
-            ssh.run(conns[name], "true")
-        except SshError as err:
-            raise FleetError(f"{name} ({host.address}): cannot log in over SSH, nothing was run: "
+    for name, err in zip(host_names, ssh.connect([conns[name] for name in host_names]), strict=True):
+        if err is not None:
+            raise FleetError(f"{name} ({spec.host(name).address}): cannot log in over SSH, nothing was run: "
                              f"{_one_line(str(err))}") from None
     return conns
 
 
-def run_as_root(spec: fleet_spec.FleetSpec, keys: Keys, host_names: list[str], script: str,
-                stdin: bytes | None = None) -> None:
-    """Run one root script on each named fleet host over SSH (pinned host key, the fleet's admin key)."""
+def run_as_root(ssh: SshRunner, conns: dict[str, Connection], script: str, stdin: bytes | None = None) -> None:
+    """Run one root script on each fleet host of `conns` (logged in by `log_in`) over SSH."""
     from components.remote_steps import as_root  # noqa: PLC0415
 
-    with SshRunner(log=lambda line: None) as ssh:
-        conns = log_in(ssh, spec, keys, host_names)
-        for name in host_names:
-            try:
-                result = ssh.run(conns[name], as_root(script), stdin=stdin)
-            except SshError as err:
-                raise FleetError(f"{name}: lost the SSH connection during a setup script: "
-                                 f"{_one_line(str(err))}") from None
-            if result.exit_code != 0:
-                tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-                raise FleetError(f"{name}: setup script failed (exit {result.exit_code}): {tail}")
+    for name, conn in conns.items():
+        try:
+            result = ssh.run(conn, as_root(script), stdin=stdin)
+        except SshError as err:
+            raise FleetError(f"{name}: lost the SSH connection during a setup script: "
+                             f"{_one_line(str(err))}") from None
+        if result.exit_code != 0:
+            tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise FleetError(f"{name}: setup script failed (exit {result.exit_code}): {tail}")
 
 
 def _one_line(text: str) -> str:
@@ -246,22 +309,43 @@ def _one_line(text: str) -> str:
 # ----------------------------------------------------------------------------- git origin and sha file
 
 
-def publish_origin(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, work: Path) -> dict[str, dict]:
-    """Build each app's bare repository and install them on the git host; {app: {tag: sha}}."""
+ORIGIN_TEMPLATE = "fleet/git-origin.sh.j2"
+ORIGIN_DIGEST = "/srv/git/.origin-digest"     # written by that script once the repositories are in place
+
+
+def publish_origin(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, work: Path, ssh: SshRunner,
+                   conn: Connection) -> dict[str, dict]:
+    """Build each app's bare repository and install them on the git host; {app: {tag: sha}}. Repositories
+    that did not change are neither rebuilt nor uploaded again (the git host says what it last received)."""
     origin = work / "origin"
     shas = {}
     for app in sorted(HISTORIES):
         if not (origin / f"{app}.git" / "HEAD").exists():
             say("origin", f"building {app} (real Rails app from Debian's packages)")
-        shas[app] = build_origin(origin / f"{app}.git", app)
+        shas[app], _ = ensure_origin(origin / f"{app}.git", app)
+    repos = sorted(f"{app}.git" for app in HISTORIES)
+    deploy_key = f"{keys.deploy[1]} deploy"
+    template = PROJECT_DIR / "templates" / ORIGIN_TEMPLATE
+    digest = hashlib.sha256(json.dumps([shas, deploy_key, repos, template.read_text()], sort_keys=True)
+                            .encode()).hexdigest()
+    where = f"{fleet.git_name} ({spec.host(fleet.git_name).address})"
+    try:
+        served = ssh.run(conn, f"cat {ORIGIN_DIGEST} 2>/dev/null || true").stdout.strip()
+    except SshError as err:
+        raise FleetError(f"{fleet.git_name}: lost the SSH connection: {_one_line(str(err))}") from None
+    if served == digest:
+        say("origin", f"{', '.join(sorted(HISTORIES))} unchanged on {where}")
+        return shas
+    from renderers import render  # noqa: PLC0415 - jinja only when the origin changes
+
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for app in sorted(HISTORIES):
             tar.add(origin / f"{app}.git", arcname=f"{app}.git")
-    script = render("fleet/git-origin.sh.j2", deploy_public_key=f"{keys.deploy[1]} deploy",
-                    repos=sorted(f"{app}.git" for app in HISTORIES))
-    run_as_root(spec, keys, [fleet.git_name], script, stdin=buffer.getvalue())
-    say("origin", f"{', '.join(sorted(HISTORIES))} served by {fleet.git_name} ({spec.host(fleet.git_name).address})")
+    script = render(ORIGIN_TEMPLATE, deploy_public_key=deploy_key, repos=repos, digest=digest,
+                    digest_path=ORIGIN_DIGEST)
+    run_as_root(ssh, {fleet.git_name: conn}, script, stdin=buffer.getvalue())
+    say("origin", f"{', '.join(sorted(HISTORIES))} served by {where}")
     return shas
 
 
@@ -272,12 +356,34 @@ def sha_file_location(fleet: LocalFleet) -> tuple[str, str]:
             config.get("ecom-infra:shaBucket", {}).get("key", SHA_BUCKET_KEY))
 
 
-def release_cli(fleet: LocalFleet, *args: str) -> None:
-    """`ecom-deploy <verb>` on the local stack's sha file in moto, as CI runs it."""
+def ecom_deploy(fleet: LocalFleet, *args: str) -> tuple[int, str, str]:
+    """`ecom-deploy <verb>` on the local stack's sha file in moto, as CI runs it, in this process (the verbs are
+    plain functions; a second Python would only add its start-up): (exit code, stdout, stderr)."""
+    from ecom_infra import cli  # noqa: PLC0415
+
     bucket, key = sha_file_location(fleet)
-    subprocess.run([sys.executable, "-m", "ecom_infra.cli", *args, "--bucket", bucket, "--key", key,
-                    "--endpoint-url", fleet.endpoint, "--actor", "make-up"],
-                   check=True, cwd=PROJECT_DIR, env={**os.environ, **ENV})
+    os.environ.update(ENV)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([*args, "--bucket", bucket, "--key", key, "--endpoint-url", fleet.endpoint,
+                             "--actor", "make-up"])
+        except SystemExit as exc:          # argparse refusing the arguments
+            code = exc.code if isinstance(exc.code, int) else 1
+        except Exception as exc:  # noqa: BLE001 - as a crashed helper process: its exit code and its last words
+            print(f"ecom-deploy: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+            code = 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def release_cli(fleet: LocalFleet, *args: str) -> None:
+    """`ecom-deploy <verb>` whose failure fails the up (after its own output, as printed by the verb)."""
+    code, out, err = ecom_deploy(fleet, *args)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    sys.stderr.write(err)
+    if code != 0:
+        raise FleetError(f"ecom-deploy {args[0]} exited {code}")
 
 
 def seed_sha_file(fleet: LocalFleet, tags: dict[str, dict]) -> None:
@@ -303,16 +409,12 @@ def send_deploy_events(fleet: LocalFleet, result: str, started: int) -> None:
     path = fleet.state / "outputs.json"
     path.write_text(json.dumps(json.loads((fleet.state / "plan.json").read_text())["outputs"], indent=1,
                                sort_keys=True) + "\n")
-    bucket, key = sha_file_location(fleet)
-    done = subprocess.run([sys.executable, "-m", "ecom_infra.cli", "deploy-event", "--env", fleet.stack,
-                           "--result", result, "--outputs", str(path), "--started", str(started),
-                           "--bucket", bucket, "--key", key, "--endpoint-url", fleet.endpoint, "--actor", "make-up"],
-                          capture_output=True, text=True, check=False, cwd=PROJECT_DIR, env={**os.environ, **ENV},
-                          stdin=subprocess.DEVNULL)
-    for line in (done.stdout + done.stderr).splitlines():
+    code, out, err = ecom_deploy(fleet, "deploy-event", "--env", fleet.stack, "--result", result,
+                                 "--outputs", str(path), "--started", str(started))
+    for line in (out + err).splitlines():
         say("events", line)
-    if done.returncode != 0:
-        say("events", f"warning: deploy-event exited {done.returncode}")
+    if code != 0:
+        say("events", f"warning: deploy-event exited {code}")
 
 
 def mark_live(fleet: LocalFleet, plan: dict) -> None:
@@ -325,8 +427,10 @@ def mark_live(fleet: LocalFleet, plan: dict) -> None:
 # ----------------------------------------------------------------------------- up / down
 
 
-def deploy(fleet: LocalFleet, keys: Keys) -> dict:
+def deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec) -> dict:
     """Plan against moto and execute the plan's remote commands; returns the revealed plan."""
+    from .cloud import MotoMocks  # noqa: PLC0415
+
     overrides, secrets = plan_inputs(fleet, keys)
     config = stack_config(fleet.stack)
     subnets = {s["id"]: s["cidr"] for s in config["ecom-infra:network"]["subnets"]}
@@ -337,13 +441,11 @@ def deploy(fleet: LocalFleet, keys: Keys) -> dict:
     for warning in result.warnings:
         say("plan", f"warning: {warning}")
     plan = result.to_dict(reveal_secrets=True)
-    path = fleet.state / "plan.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(plan, out, indent=1, sort_keys=True)
+    _write_private(fleet.state / "plan.json", json.dumps(plan, indent=1, sort_keys=True))
+    check_shape(fleet, spec, plan)
     allocation = plan["outputs"]["endpoint"]["allocationId"]
-    subprocess.run([sys.executable, "-m", "fleet", "eip", "--name", fleet.name, "--allocation-id", allocation],
-                   check=True, cwd=PROJECT_DIR, stdout=subprocess.DEVNULL)
+    if fleet_eip.read_allocation(fleet.name) != allocation:
+        fleet_eip.follow(fleet.name, allocation)   # what `python -m fleet eip --allocation-id` does
     say("deploy", f"{sum(r['type'].startswith('command:remote:') for r in plan['resources'])} remote commands "
                   "in the plan; running what changed")
     run_plan(plan, fleet.state / "executor-state.json")
@@ -354,18 +456,15 @@ def up(fleet: LocalFleet) -> int:
     started = time.monotonic()
     fleet.state.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys = Keys.load(fleet)
-    overrides, secrets = plan_inputs(fleet, keys)
-    say("plan", f"offline plan of the {fleet.stack} stack: which hosts exist")
-    shape = offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides)
     running = fleet_spec.load_saved(fleet.name)
-    spec = start_or_grow(fleet_spec_from(fleet, shape, keys, running), running, fleet.state)
+    spec = start_or_grow(fleet_spec_from(fleet, fleet_shape(fleet, keys, running), running), running, fleet.state)
     with SshRunner(log=lambda line: None) as ssh:
-        log_in(ssh, spec, keys, [host.name for host in spec.hosts])
-    tags = publish_origin(fleet, keys, spec, fleet.state)
+        conns = log_in(ssh, spec, keys, [host.name for host in spec.hosts])
+        tags = publish_origin(fleet, keys, spec, fleet.state, ssh, conns[fleet.git_name])
     seed_sha_file(fleet, tags)
     deploy_started = int(time.time())
     try:
-        plan = deploy(fleet, keys)
+        plan = deploy(fleet, keys, spec)
     except StepFailed:
         send_deploy_events(fleet, "failure", deploy_started)
         raise
@@ -421,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fleet.local: error: {exc}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as exc:
-        # A helper (`python -m fleet`, `ecom-deploy`) failed and printed its own error above.
+        # A helper (`python -m fleet up/down`) failed and printed its own error above.
         print(f"fleet.local: error: python {' '.join(map(str, exc.cmd[1:4]))} exited {exc.returncode}", file=sys.stderr)
         return 1
     except StepFailed as exc:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from contextlib import contextmanager
-from collections.abc import Iterator
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from components.remote_steps import as_root
 from ecom_infra.stacks import PROJECT_DIR
@@ -20,7 +20,8 @@ from ecom_infra.stacks import PROJECT_DIR
 from . import moto
 from . import spec as fleet_spec
 from .local import ENV, FLEET_NAME, LocalFleet
-from .ssh import Connection, SshRunner
+from .ssh.connection import Connection
+from .ssh.runner import SshRunner
 
 
 class Platform:

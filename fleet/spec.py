@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ecom_infra.errors import ConfigError
+from ecom_infra.rules import ALLOCATION_ID, INSTANCE_ID
 
 # The fleet name prefixes network namespaces (`<name>-<host>`), iptables chains (`<NAME>-FORWARD`, at most
 # 28 characters) and the cgroup; no dash, so `<name>-` never matches another fleet's prefix.
@@ -26,8 +27,6 @@ FLEET_NAME = re.compile(r"[a-z][a-z0-9]{1,11}")
 IFACE_NAME = re.compile(r"[a-z][a-z0-9]{0,14}")
 # Host names double as the hostname and part of the netns name: RFC 1123 labels, lower case.
 HOST_NAME = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?")
-ALLOCATION_ID = re.compile(r"eipalloc-[0-9a-f]{8,17}")
-INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 MAX_USER_DATA = 16384  # EC2's limit on user data (before base64)
 AUTHORIZED_KEY = re.compile(
     r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\n\r]*)?")

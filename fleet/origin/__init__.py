@@ -13,6 +13,8 @@ it pins the gem versions Debian installed on this machine, which is what makes
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -155,6 +157,32 @@ def origin_tags(repo: Path) -> dict[str, str]:
     out = _run(["git", "-c", f"safe.directory={repo}", "for-each-ref",
                 "--format=%(refname:short) %(objectname)", "refs/tags"], Path(repo), _clean_env(Path(repo)))
     return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def origin_inputs(app: str) -> str:
+    """Digest of everything a build of `app` depends on: its history, the source files, this builder, and the
+    machine's Debian packages (git, bundler and the gems `bundle lock --local` pins)."""
+    digest = hashlib.sha256(json.dumps([app, [c.__dict__ for c in HISTORIES[app]]]).encode())
+    for path in [Path(__file__), Path("/var/lib/dpkg/status"), *sorted(SKELETON.rglob("*")),
+                 *sorted((APPS_DIR / app).rglob("*"))]:
+        if path.is_file():
+            digest.update(f"\0{path}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_origin(dest: Path, app: str) -> tuple[dict[str, str], bool]:
+    """({tag: sha}, whether it was built): `dest` is rebuilt only when an input changed since its last build
+    (the digest is kept beside it, `<dest>.inputs`), so a repeated `make up` spends no time here."""
+    dest = Path(dest)
+    stamp = dest.with_name(f"{dest.name}.inputs")
+    inputs = origin_inputs(app)
+    if (dest / "HEAD").exists() and stamp.exists() and stamp.read_text().strip() == inputs:
+        return origin_tags(dest), False
+    stamp.unlink(missing_ok=True)      # a build that fails half-way must not leave a matching stamp
+    tags = build_origin(dest, app)
+    stamp.write_text(inputs + "\n")
+    return tags, True
 
 
 def build_all(dest_dir: Path, owner: str | None = None) -> dict[str, dict[str, str]]:

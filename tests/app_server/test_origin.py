@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.origin import HISTORIES, build_origin, origin_tags
+from fleet.origin import HISTORIES, build_origin, ensure_origin, origin_tags
 
 from .helpers import require_tools
 
@@ -97,3 +97,15 @@ def test_docs_app_has_its_own_history(tmp_path):
 def test_unknown_app_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown app"):
         build_origin(tmp_path / "x.git", "ecom-shop")
+
+
+def test_ensure_origin_rebuilds_only_when_an_input_changed(tmp_path):
+    require_tools("git", "bundle")
+    repo = tmp_path / "ecom-docs.git"
+    shas, built = ensure_origin(repo, "ecom-docs")
+    assert built and shas == origin_tags(repo)
+    marker = repo / "description"
+    marker.write_text("kept\n")                          # a rebuild would replace the whole repository
+    assert ensure_origin(repo, "ecom-docs") == (shas, False) and marker.read_text() == "kept\n"
+    (tmp_path / "ecom-docs.git.inputs").write_text("an older build\n")
+    assert ensure_origin(repo, "ecom-docs") == (shas, True) and marker.read_text() != "kept\n"

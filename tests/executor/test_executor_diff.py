@@ -8,10 +8,11 @@ import json
 import pytest
 
 from ecom_infra.errors import ConfigError
+from fleet.executor import run as executor_run
+from fleet.executor.diff import diff_plan
+from fleet.executor.run import run_plan
+from fleet.ssh.runner import CommandResult
 from tests.executor.helpers import command, copy, new_ssh_key, other, plan, urn
-from fleet import executor
-from fleet.executor import diff_plan, run_plan
-from fleet.ssh import CommandResult
 
 PRIVATE_KEY, HOST_KEY = new_ssh_key()
 CONN = {"host": "10.213.0.11", "port": 22, "user": "admin", "privateKey": PRIVATE_KEY, "hostKey": HOST_KEY}
@@ -39,7 +40,7 @@ class FakeSsh:
 @pytest.fixture
 def state_after(monkeypatch, tmp_path):
     """Runs a plan against FakeSsh and returns the state it leaves: the 'before' of a diff."""
-    monkeypatch.setattr(executor, "SshRunner", FakeSsh)
+    monkeypatch.setattr(executor_run, "SshRunner", FakeSsh)
     FakeSsh.calls = []
 
     def run(the_plan: dict) -> dict:

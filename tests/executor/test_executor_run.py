@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from fleet.executor.report import StepFailed
+from fleet.executor.run import run_plan
 from tests.executor.helpers import command, connection, copy, plan, record, urn
-from fleet.executor import StepFailed, run_plan
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 
@@ -351,3 +352,26 @@ def test_command_line_runs_the_plan_and_reports_bad_input_in_one_line(world, alp
     assert bad.returncode == 2
     assert bad.stderr == "error: resources[a].inputs.connection.privateKey: missing or not an OpenSSH/PEM " \
                          "private key\n"
+
+
+def test_connect_logs_in_to_every_host_at_once_and_names_each_failure(world, alpha, beta):
+    """SshRunner.connect (make up's login check): one answer per connection, in order; the logins stay open."""
+    import socket
+
+    from fleet.ssh.connection import Connection
+    from fleet.ssh.errors import DialError, HostKeyMismatch
+    from fleet.ssh.runner import SshRunner
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    good = Connection.from_inputs(world.conn(alpha), "alpha")
+    wrong_key = Connection.from_inputs({**world.conn(beta), "hostKey": alpha.host_key}, "beta")
+    refused = Connection.from_inputs({**world.conn(alpha, dialErrorLimit=0), "port": port}, "closed")
+    with SshRunner(log=world.lines.append) as ssh:
+        errors = ssh.connect([good, wrong_key, refused, good])
+        assert errors[0] is None and errors[3] is None
+        assert isinstance(errors[1], HostKeyMismatch) and f"host key of {beta.label}" in str(errors[1])
+        assert isinstance(errors[2], DialError) and "Connection refused" in str(errors[2])
+        assert len(ssh._masters) == 3          # the same connection twice: one master
+        assert ssh.run(good, "echo $SSHD_NAME").stdout == "alpha"

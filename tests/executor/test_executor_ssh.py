@@ -8,10 +8,11 @@ import subprocess
 import pytest
 
 from ecom_infra.errors import ConfigError
+from fleet.executor.redact import _secrets, redact
+from fleet.ssh.connection import Connection, fingerprint, parse_host_key
+from fleet.ssh.copy import COPY_DIR_SCRIPT, COPY_FILE_SCRIPT, copy_dir_script, copy_file_script
+from fleet.ssh.runner import env_probe_script
 from tests.executor.helpers import new_ssh_key
-from fleet.executor import _secrets, redact
-from fleet.ssh import (COPY_DIR_SCRIPT, COPY_FILE_SCRIPT, Connection, copy_dir_script, copy_file_script,
-                       env_probe_script, fingerprint, parse_host_key)
 
 PRIVATE_KEY, HOST_KEY = new_ssh_key()
 

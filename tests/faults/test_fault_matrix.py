@@ -24,7 +24,8 @@ from fleet import hosts as fleet_hosts
 from fleet.local import FLEET_NAME
 from components.remote_steps import as_root
 from fleet.probe import ClientLoop, Platform
-from fleet.ssh import Connection, SshRunner
+from fleet.ssh.connection import Connection
+from fleet.ssh.runner import SshRunner
 from tests.platform.test_local_fleet import KILL_DEPLOY_IN_PRECOMPILE
 
 from .conftest import ROWS

@@ -191,6 +191,23 @@ def test_host_boot_script_passes_shellcheck() -> None:
     assert os.access(BOOT_SCRIPT, os.X_OK), "host-boot.sh must be executable (it re-execs itself)"
 
 
+@pytest.mark.tools
+def test_git_origin_script_passes_shellcheck(tmp_path: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed")
+    from fleet.local import ORIGIN_DIGEST, ORIGIN_TEMPLATE  # noqa: PLC0415
+    from renderers import render  # noqa: PLC0415
+
+    script = tmp_path / "git-origin.sh"
+    script.write_text(render(ORIGIN_TEMPLATE, deploy_public_key="ssh-ed25519 AAAA deploy",
+                             repos=["ecom-docs.git", "ecom-platform.git"], digest="0" * 64,
+                             digest_path=ORIGIN_DIGEST))
+    proc = subprocess.run(["shellcheck", "--severity=style", str(script)], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout
+    assert f"> {ORIGIN_DIGEST}.new" in script.read_text()
+
+
 @pytest.mark.fleet
 def test_boot_script_refuses_to_start_systemd_outside_private_namespaces(tmp_path: Path) -> None:
     """The guards run before any mount; `--uts` keeps even a broken guard away from this machine's hostname."""

@@ -21,8 +21,11 @@ from fleet import spec as fleet_spec
 from fleet.local import FLEET_NAME
 from fleet.probe import ClientLoop, Platform
 from components.remote_steps import as_root, check_secret_script
-from fleet.executor import REDACTED, StepFailed, run_plan
-from fleet.ssh import Connection, SshRunner
+from fleet.executor.redact import REDACTED
+from fleet.executor.report import StepFailed
+from fleet.executor.run import run_plan
+from fleet.ssh.connection import Connection
+from fleet.ssh.runner import SshRunner
 from renderers.haproxy.haproxy_cfg import render_haproxy_install, render_tls_cert_script
 from renderers.haproxy.keepalived import render_keepalived_install
 from renderers.haproxy.layout import HaproxyLayout, KeepalivedLayout, ServiceControl

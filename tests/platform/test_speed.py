@@ -84,6 +84,6 @@ def test_an_undrained_restart_that_closes_the_socket_fails_requests():
 
 def test_a_noop_up_runs_no_remote_command_and_reports_its_cost():
     """Figures for issue 16 item 3 (target < 2 s, not met yet: printed, not asserted)."""
-    walls, out, summary = noop_runs()
-    report_noop(walls, out, summary)
+    walls, cpus, out, summary = noop_runs()
+    report_noop(walls, cpus, out, summary)
     assert "[executor] nothing to do: " in out

@@ -1,48 +1,19 @@
-"""Run one command on a host over SSH the way pulumi-command's `remote.Command` does, with OpenSSH's client.
-
-Why OpenSSH and not paramiko: the client is already on every machine that runs the fleet, it needs no new
-Python dependency, and `StrictHostKeyChecking=yes` against a known_hosts file we write ourselves pins the host
-key with OpenSSH's own, well-tested code.
-
-One `SshRunner` serves one executor run. It owns a private temp dir (mode 700) holding, per distinct
-connection, the private key (mode 600), a known_hosts file with the pinned key and a control socket. The first
-command on a connection dials a *master* connection (`ssh -M -N`), retrying per `dialErrorLimit` /
-`perDialTimeout` like the provider does; every command is then a new session over that master. Keeping the dial
-separate from the command is what lets us tell "could not connect" (retry, or refuse on a host-key mismatch
-before anything ran) from "the command exited non-zero" (never retried): with a plain `ssh host cmd` both
-look like exit 255.
-
-What the remote side sees matches pulumi-command: the command text goes in the SSH exec request unchanged,
-so the remote user's login shell runs it with `-c`; `stdin` is the session's stdin (empty when absent);
-`environment` travels as SSH "env" requests, which sshd honours only for names listed in `AcceptEnv`.
-"""
+"""`SshRunner`: commands over OpenSSH master connections (pinned host key, dial retries, env checked)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import re
-import shlex
 import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from ecom_infra.errors import ConfigError
-
-# pulumi-command's names for the previous run's outputs (provider/pkg/provider/util).
-PREVIOUS_STDOUT = "PULUMI_COMMAND_STDOUT"
-PREVIOUS_STDERR = "PULUMI_COMMAND_STDERR"
-
-# pulumi-command's connection defaults (provider/pkg/provider/remote/connection.go).
-DEFAULT_USER = "root"
-DEFAULT_PORT = 22
-DEFAULT_DIAL_ERROR_LIMIT = 10
-DEFAULT_PER_DIAL_TIMEOUT = 15
+from .connection import ENV_NAME, Connection, fingerprint
+from .errors import DialError, EnvNotAccepted, HostKeyMismatch, SshError
 
 # Backoff between dials: the provider uses the Pulumi SDK's retry.Until defaults (100 ms, x1.5, at most 5 s).
 FIRST_RETRY_DELAY = 0.1
@@ -50,28 +21,6 @@ RETRY_BACKOFF = 1.5
 MAX_RETRY_DELAY = 5.0
 
 MAX_SOCKET_DIR = 60  # bytes of directory path that leave room for "/cm-N" plus ssh's temporary suffix
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# The values of `environment` reach ssh through its own process environment (SendEnv), so a name that changes
-# how the local ssh or its dynamic loader behaves must not be accepted: it would act here, not on the host.
-LOCAL_ONLY_ENV = re.compile(r"(LD_|SSH_)|(PATH|HOME)\Z")
-HOST_NAME = re.compile(r"[A-Za-z0-9.:_%\[\]-]+\Z")
-USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\$?\Z")
-
-
-class SshError(Exception):
-    """The connection, not the command, failed: nothing ran on the host for this step."""
-
-
-class DialError(SshError):
-    """Could not connect (refused, timed out, authentication failed) within dialErrorLimit attempts."""
-
-
-class HostKeyMismatch(SshError):
-    """The host presented a key other than connection.hostKey: refused before any command ran."""
-
-
-class EnvNotAccepted(SshError):
-    """sshd dropped an `environment` variable because its name is not in AcceptEnv."""
 
 
 @dataclass(frozen=True)
@@ -79,123 +28,6 @@ class CommandResult:
     exit_code: int
     stdout: str
     stderr: str
-
-
-def _integer(raw: object, key: str, default: int, minimum: int, maximum: int | None = None) -> int:
-    """Pulumi numbers arrive as floats (22.0): accept any integral number within the bounds."""
-    if raw is None:
-        return default
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or int(raw) != raw:
-        raise ConfigError(key, f"must be a whole number, got {raw!r}")
-    value = int(raw)
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f"..{maximum}" if maximum is not None else " or more"
-        raise ConfigError(key, f"must be {minimum}{upper}, got {value}")
-    return value
-
-
-def parse_host_key(text: object, key: str) -> tuple[str, bytes]:
-    """`"ssh-ed25519 AAAA... [comment]"` -> (key type, key blob); the blob must name the same type."""
-    example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA..."
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(key, "missing: the executor pins every host key (StrictHostKeyChecking=yes)", example)
-    parts = text.split()
-    if len(parts) < 2:
-        raise ConfigError(key, "must be '<key type> <base64 key>'", example)
-    key_type, encoded = parts[0], parts[1]
-    try:
-        blob = base64.b64decode(encoded, validate=True)
-    except ValueError:
-        raise ConfigError(key, "the key is not valid base64", example) from None
-    # An SSH public key blob starts with its type as a length-prefixed string.
-    length = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else -1
-    if length < 0 or blob[4:4 + length].decode("ascii", "replace") != key_type:
-        raise ConfigError(key, f"the key data is not a {key_type} public key", example)
-    return key_type, blob
-
-
-def fingerprint(blob: bytes) -> str:
-    """OpenSSH's SHA256 fingerprint, for error messages that name a key without printing it."""
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-
-
-@dataclass(frozen=True)
-class Connection:
-    """The `connection` input of a remote resource, validated, with pulumi-command's defaults filled in."""
-
-    host: str
-    port: int
-    user: str
-    private_key: str = field(repr=False)
-    host_key_type: str
-    host_key_blob: bytes = field(repr=False)
-    dial_error_limit: int
-    per_dial_timeout: int
-
-    @classmethod
-    def from_inputs(cls, raw: object, key: str) -> "Connection":
-        if not isinstance(raw, Mapping):
-            raise ConfigError(key, "must be an object with host, user, privateKey and hostKey")
-        for unsupported in ("proxy", "password", "privateKeyPassword", "agentSocketPath"):
-            if raw.get(unsupported) is not None:
-                raise ConfigError(f"{key}.{unsupported}", "not supported by the executor: use privateKey "
-                                  "(unencrypted) and a direct connection")
-        host = raw.get("host")
-        if not isinstance(host, str) or not HOST_NAME.match(host) or host.startswith("-"):
-            raise ConfigError(f"{key}.host", f"must be a host name or IP address, got {host!r}", "10.213.0.11")
-        user = raw.get("user", DEFAULT_USER) or DEFAULT_USER
-        if not isinstance(user, str) or not USER_NAME.match(user):
-            raise ConfigError(f"{key}.user", f"must be a user name, got {user!r}", "admin")
-        private_key = raw.get("privateKey")
-        if not isinstance(private_key, str) or "PRIVATE KEY-----" not in private_key:
-            # Never echo the value: it is a secret even when malformed.
-            raise ConfigError(f"{key}.privateKey", "missing or not an OpenSSH/PEM private key")
-        key_type, blob = parse_host_key(raw.get("hostKey"), f"{key}.hostKey")
-        return cls(
-            host=host,
-            port=_integer(raw.get("port"), f"{key}.port", DEFAULT_PORT, 1, 65535),
-            user=user,
-            private_key=private_key,
-            host_key_type=key_type,
-            host_key_blob=blob,
-            dial_error_limit=_integer(raw.get("dialErrorLimit"), f"{key}.dialErrorLimit",
-                                      DEFAULT_DIAL_ERROR_LIMIT, -1),
-            per_dial_timeout=_integer(raw.get("perDialTimeout"), f"{key}.perDialTimeout",
-                                      DEFAULT_PER_DIAL_TIMEOUT, 0),
-        )
-
-    @property
-    def label(self) -> str:
-        """How progress lines and errors name the host."""
-        return self.host if self.port == DEFAULT_PORT else f"{self.host}:{self.port}"
-
-    @property
-    def known_hosts_name(self) -> str:
-        """known_hosts spells a non-default port as [host]:port."""
-        return self.host if self.port == DEFAULT_PORT else f"[{self.host}]:{self.port}"
-
-    @property
-    def host_key_line(self) -> str:
-        return f"{self.host_key_type} {base64.b64encode(self.host_key_blob).decode()}"
-
-
-def check_environment(raw: object, key: str) -> dict[str, str]:
-    """`environment` input -> {name: value}; names must be shell identifiers that make sense remotely."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(key, "must be an object of NAME: value strings", '{"RAILS_ENV": "production"}')
-    env: dict[str, str] = {}
-    for name, value in raw.items():
-        if not isinstance(name, str) or not ENV_NAME.match(name):
-            raise ConfigError(f"{key}.{name}", "is not a valid environment variable name")
-        if LOCAL_ONLY_ENV.match(name):
-            raise ConfigError(f"{key}.{name}", "cannot be sent: it would change the local ssh client, "
-                              "not the remote command")
-        if not isinstance(value, str) or "\0" in value:
-            raise ConfigError(f"{key}.{name}", "value must be a string without NUL bytes")
-        env[name] = value
-    return env
 
 
 @dataclass
@@ -262,14 +94,41 @@ class SshRunner:
         self._check_env_accepted(conn, master, env, optional_env)
         return self._exec(conn, master, command, stdin, {**optional_env, **env})
 
+    def connect(self, conns: list[Connection]) -> list[SshError | None]:
+        """Dial the master of every connection at once, each with its own retries; per connection, the error
+        that stopped it or None. A master only listens once the pinned host key and the login were accepted,
+        so this is a login check of N hosts in about the time of one; later commands reuse the masters."""
+        # Files and numbers first, from this thread only; one dial per distinct master.
+        numbers = [self._master(conn).number for conn in conns]
+        distinct = {}
+        for number, conn in zip(numbers, conns, strict=True):
+            distinct.setdefault(number, conn)
+        if not distinct:
+            return []
+
+        def dial(conn: Connection) -> SshError | None:
+            try:
+                self._connected_master(conn)
+            except SshError as err:
+                return err
+            return None
+
+        with ThreadPoolExecutor(max_workers=min(len(distinct), 16)) as pool:
+            errors = dict(zip(distinct, pool.map(dial, distinct.values()), strict=True))
+        return [errors[number] for number in numbers]
+
     # -- connection -----------------------------------------------------------------------------------------
 
-    def _connected_master(self, conn: Connection) -> _Master:
+    def _master(self, conn: Connection) -> _Master:
         identity = (conn.host, conn.port, conn.user, conn.private_key, conn.host_key_line)
         master = self._masters.get(identity)
         if master is None:
             master = self._new_master(conn, len(self._masters))
             self._masters[identity] = master
+        return master
+
+    def _connected_master(self, conn: Connection) -> _Master:
+        master = self._master(conn)
         if master.process is None or master.process.poll() is not None:
             # First use, or the master died (host rebooted by a step): dial again, with retries.
             master.process = None
@@ -434,65 +293,3 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-
-
-# -- CopyToRemote -------------------------------------------------------------------------------------------
-# The provider copies with SFTP. We stream the bytes on the session's stdin into a small constant script run by
-# `sh -c SCRIPT copy-to-remote ARGS...`: values travel as quoted arguments, never inside the script text, and
-# the script is the same POSIX sh whatever the remote user's login shell is. It keeps the provider's path rules
-# (copied into an existing directory; parents created, as from 1.2.1 on).
-# `set -eu` without pipefail on purpose: dash (Debian's sh) has no pipefail, and these scripts have no pipes.
-
-COPY_FILE_SCRIPT = """\
-set -eu
-dest=$1
-name=$2
-if [ -d "$dest" ]; then
-  if [ -z "$name" ]; then
-    echo "remote path $dest is a directory, and a text source has no file name to copy into it" >&2
-    exit 1
-  fi
-  dest="$dest/$name"
-fi
-mkdir -p -- "$(dirname -- "$dest")"
-tmp="$dest.copy-tmp.$$"
-trap 'rm -f -- "$tmp"' EXIT
-# Written under umask 077 and renamed into place: a reader never sees half a file or a too-open mode.
-(umask 077 && cat > "$tmp")
-if [ -f "$dest" ]; then chmod --reference="$dest" -- "$tmp"; else chmod 644 -- "$tmp"; fi
-mv -f -- "$tmp" "$dest"
-trap - EXIT
-"""
-
-COPY_DIR_SCRIPT = """\
-set -eu
-dest=$1
-name=$2
-contents_only=$3
-if [ -e "$dest" ] && [ ! -d "$dest" ]; then
-  echo "remote path $dest exists but is not a directory" >&2
-  exit 1
-fi
-# A source without a trailing slash is copied as a directory of that name, like `cp -r src dest/`.
-if [ "$contents_only" = no ]; then dest="$dest/$name"; fi
-if [ -e "$dest" ] && [ ! -d "$dest" ]; then
-  echo "remote path $dest exists but is not a directory" >&2
-  exit 1
-fi
-mkdir -p -- "$dest"
-tar -x -f - --no-same-owner -C "$dest"
-"""
-
-
-def _sh_command(script: str, *args: str) -> str:
-    return " ".join(["sh", "-c", shlex.quote(script), "copy-to-remote", *map(shlex.quote, args)])
-
-
-def copy_file_script(remote_path: str, file_name: str) -> str:
-    """Command that writes its stdin to remote_path (or remote_path/file_name when that is a directory)."""
-    return _sh_command(COPY_FILE_SCRIPT, remote_path, file_name)
-
-
-def copy_dir_script(remote_path: str, dir_name: str, contents_only: bool) -> str:
-    """Command that unpacks the tar stream on its stdin under remote_path."""
-    return _sh_command(COPY_DIR_SCRIPT, remote_path, dir_name, "yes" if contents_only else "no")
