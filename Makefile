@@ -13,7 +13,7 @@ APT_PACKAGES := shellcheck haproxy keepalived nginx-light openssh-server openssh
 # Debian's Capistrano, for bench/capistrano.py only (it installs it too, but a fresh root has no network then).
 BENCH_APT_PACKAGES := capistrano
 
-.PHONY: setup setup-system setup-python up down test test-fast test-fresh-root plan bench clean tools
+.PHONY: setup setup-system setup-python up down lint test test-fast test-fresh-root plan bench clean tools
 
 setup: setup-system setup-python
 
@@ -47,7 +47,13 @@ up: setup
 down: setup-python
 	@$(PY) -m fleet.local down
 
-test: setup
+# The lint gate, first in both test targets (seconds): ruff on every Python file, mypy on the program (pyproject.toml).
+lint: setup-python
+	@$(VENV)/bin/ruff check -q .
+	@$(VENV)/bin/mypy
+	@echo "[lint] ruff and mypy clean"
+
+test: setup lint
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 # The README's set-up and tests, from a clean clone of HEAD, in an untouched Debian root (root; CI runs it).
@@ -59,7 +65,7 @@ test-fresh-root:
 	@tests/fresh_root/run.sh HEAD
 
 # The quick loop: no root, namespaces or fleet (settings, plans, renderers, lint, release verbs on moto).
-test-fast: setup
+test-fast: setup lint
 	@$(PY) -m pytest -m "not fleet and not root" -q
 
 plan: setup-python
