@@ -402,11 +402,11 @@ def table(samples: list[Sample]) -> list[str]:
         def failed(group: list[Sample]) -> str:
             if any(s.failed is None for s in group):
                 return "-"
-            return f"{sum(s.failed for s in group)} of {sum(s.requests for s in group)}"
+            return f"{sum(s.failed or 0 for s in group)} of {sum(s.requests or 0 for s in group)}"
 
         rows.append(f"{phase} | {len(ours)} | {spread([s.seconds for s in cap])} | {spread([s.seconds for s in ours])}"
                     f" | {ratio:.2f}x | {failed(cap)} / {failed(ours)}")
-        notes.append(f"{phase}: capistrano until both pumas answer: {spread([s.served_s for s in cap])} s")
+        notes.append(f"{phase}: capistrano until both pumas answer: {spread([s.served_s for s in cap if s.served_s is not None])} s")
         if phase in TARGETS:
             met = "met" if ratio <= TARGETS[phase] else "missed"
             notes.append(f"{phase}: target <= {TARGETS[phase]}x: {met}")

@@ -20,9 +20,11 @@ same names, same stdin, same count) and the real list as `rendered`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import pulumi
 import pulumi_command as command
@@ -97,14 +99,17 @@ def run_steps(prefix: str, steps: Sequence[Step], connection: Mapping, instance_
     after: list[pulumi.Resource] = list(depends_on)
     for index, step in enumerate(steps):
         _check_secret_step(step)
+        create: pulumi.Input[str]
+        delete: pulumi.Input[str] | None
+        triggers: Any
         if rendered is None:
             create = as_root(step.create)
             delete = as_root(step.delete) if step.delete else None
             triggers = [instance_id, *step.triggers]
         else:
-            this = rendered.apply(lambda all_steps, i=index, s=step: _nth(all_steps, i, s))
+            this: pulumi.Output[Step] = rendered.apply(functools.partial(_nth, index=index, expected=step))
             create = this.apply(lambda s: as_root(s.create))
-            delete = this.apply(lambda s: as_root(s.delete)) if step.delete else None
+            delete = this.apply(lambda s: as_root(s.delete or "")) if step.delete else None
             triggers = pulumi.Output.all(instance_id, this).apply(lambda v: [v[0], *v[1].triggers])
         hashes = [secret_hash(secrets, step, name) for name in step.secret_triggers]
         if hashes and isinstance(triggers, list):
@@ -119,7 +124,7 @@ def run_steps(prefix: str, steps: Sequence[Step], connection: Mapping, instance_
         secret_io = step.secret_output or stdin is not None
         cmd = command.remote.Command(
             f"{prefix}-{step.name}",
-            connection=connection,
+            connection=cast("command.remote.ConnectionArgsDict", connection),
             create=create,
             delete=delete,
             triggers=triggers,

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -195,7 +196,7 @@ def context(args: argparse.Namespace) -> Context:
     return Context(where, store)
 
 
-def resolve_actor(explicit: str | None, environ: dict[str, str] | None = None) -> str:
+def resolve_actor(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
     """Who is writing: --actor, else the CI's user variables, else `ci` on CI, else the login user.
 
     Values found in the environment are made header-safe instead of refused, since the
@@ -206,11 +207,11 @@ def resolve_actor(explicit: str | None, environ: dict[str, str] | None = None) -
             shown = repr(explicit) if len(explicit) <= 40 else f"{explicit[:37]!r}... ({len(explicit)} characters)"
             raise ConfigError("--actor", f"{shown} must be 1-100 ASCII letters, digits or ._@+-[]", "octocat")
         return explicit
-    environ = os.environ if environ is None else environ
+    env_vars: Mapping[str, str] = os.environ if environ is None else environ
     for var in CI_ACTOR_VARS:
-        if environ.get(var, "").strip():
-            return _header_safe(environ[var])
-    if environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        if env_vars.get(var, "").strip():
+            return _header_safe(env_vars[var])
+    if env_vars.get("CI", "").lower() in {"1", "true", "yes"}:
         return "ci"
     try:
         return _header_safe(getpass.getuser())
@@ -457,7 +458,8 @@ def deploy_events(store: release.ShaStore, live: release.LiveStore, env: str, ap
     records = live.read()[0].get(env, {})
     found = []
     for app in apps:
-        entry = outputs.get(app) if isinstance(outputs.get(app), dict) else {}
+        raw = outputs.get(app)
+        entry: dict = raw if isinstance(raw, dict) else {}
         new = entry.get("sha") if result == "success" else wanted.get(app)
         old = records[app][-1].sha if records.get(app) else None
         if not new or new == old:
