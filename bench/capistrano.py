@@ -406,7 +406,8 @@ def table(samples: list[Sample]) -> list[str]:
 
         rows.append(f"{phase} | {len(ours)} | {spread([s.seconds for s in cap])} | {spread([s.seconds for s in ours])}"
                     f" | {ratio:.2f}x | {failed(cap)} / {failed(ours)}")
-        notes.append(f"{phase}: capistrano until both pumas answer: {spread([s.served_s for s in cap if s.served_s is not None])} s")
+        served = [s.served_s for s in cap if s.served_s is not None]
+        notes.append(f"{phase}: capistrano until both pumas answer: {spread(served)} s")
         if phase in TARGETS:
             met = "met" if ratio <= TARGETS[phase] else "missed"
             notes.append(f"{phase}: target <= {TARGETS[phase]}x: {met}")

@@ -85,16 +85,17 @@ def restart(platform: Platform, way: str, after_s: float = 3.0, timeout_s: float
         time.sleep(1.0)
         platform.on_host(SERVER, WAYS[way])
         # Until puma on this server answers its own health check again (nginx on the host, through the socket).
-        platform.on_host(SERVER, "for _ in $(seq 1 600); do curl -sf -o /dev/null --max-time 5 -H 'Host: shop.ecom.test' "
-                                 "http://127.0.0.1/health && exit 0; sleep 0.1; done; exit 1")
+        platform.on_host(SERVER, "for _ in $(seq 1 600); do curl -sf -o /dev/null --max-time 5 "
+                                 "-H 'Host: shop.ecom.test' http://127.0.0.1/health && exit 0; sleep 0.1; done; exit 1")
         time.sleep(after_s)
     finally:
         stop.set()
         thread.join(timeout_s + 5)
     failed = [why for _, ok, _, why in results if not ok]
     slowest = max((seconds for _, ok, seconds, _ in results if ok), default=0.0)
-    return Restart(way, sum(1 for m, ok, _, _ in results if m == "GET" and not ok),
-                   sum(1 for m, ok, _, _ in results if m == "POST" and not ok), len(results), slowest, tuple(failed[:5]))
+    failed_gets = sum(1 for m, ok, _, _ in results if m == "GET" and not ok)
+    failed_posts = sum(1 for m, ok, _, _ in results if m == "POST" and not ok)
+    return Restart(way, failed_gets, failed_posts, len(results), slowest, tuple(failed[:5]))
 
 
 def report(result: Restart) -> None:

@@ -21,6 +21,7 @@ from renderers.app_server.files import render_environment_file
 from renderers.app_server.spec import AppServerSpec
 from renderers.app_server.steps import APP_ENV_SECRET, DEPLOY_KEY_SECRET, PUBLISH_STEP, app_server_steps
 from renderers.steps import Step
+
 from .host import Ec2Host, HostArgs
 from .remote_steps import TRIGGER_KEY, run_steps
 

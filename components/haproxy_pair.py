@@ -26,6 +26,7 @@ from renderers.haproxy.layout import AGENT_PORT
 from renderers.haproxy.node import haproxy_node_steps
 from renderers.haproxy.spec import TLS_PEM_SECRET, Backend, BackendServer, HaproxyNodeSpec, HealthCheck
 from renderers.steps import Step
+
 from .app_server import AppServer
 from .host import Ec2Host, HostArgs
 from .remote_steps import run_steps

@@ -18,7 +18,6 @@ import pulumi_tls as tls
 from ecom_infra.settings import Settings, Subnet
 from renderers.host import render_cloud_init
 
-
 # Instance inputs whose change replaces the host; they apply only to the hosts in `rollHosts`.
 ROLLED_ONLY = ["ami", "keyName", "userData"]
 

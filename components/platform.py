@@ -9,6 +9,7 @@ import pulumi_aws as aws
 from ecom_infra.addressing import host_addresses
 from ecom_infra.host_names import server_ids
 from ecom_infra.settings import Secrets, Settings
+
 from .app_server import AppServer
 from .haproxy_pair import HaproxyPair
 from .host import HostArgs

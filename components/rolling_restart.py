@@ -25,6 +25,7 @@ import pulumi
 from ecom_infra.settings import App
 from renderers.haproxy.agent import agent_step, drained
 from renderers.haproxy.spec import HealthCheck
+
 from .app_server import AppServer
 
 

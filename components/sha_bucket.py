@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-
 from typing import Any
 
 import pulumi
@@ -73,7 +72,8 @@ class ShaBucket(pulumi.ComponentResource):
         # other packages, whose versions are not ours to expire).
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle", bucket=self.bucket.id,
-            rules=lifecycle_rules(settings.sha_bucket.key, release.live_location(release.Location(bucket_name, settings.sha_bucket.key)).key,
+            rules=lifecycle_rules(settings.sha_bucket.key,
+                                  release.live_location(release.Location(bucket_name, settings.sha_bucket.key)).key,
                                   settings.sha_bucket.noncurrent_days, settings.sha_bucket.noncurrent_kept),
             opts=after(policy, child))
         self.register_outputs({"bucket": self.bucket.bucket})

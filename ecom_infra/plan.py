@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from . import mocks as plan_mocks
-from .errors import ConfigError
 from . import stacks
+from .errors import ConfigError
 from .stacks import PROJECT_DIR, PROJECT_NAME
 
 SECRET_MASK = "[secret]"

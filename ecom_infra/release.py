@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -99,7 +99,7 @@ class HistoryRow:
     version_id: str
 
     def line(self) -> str:
-        stamp = self.time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = self.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return (f"{stamp}  {self.sha or NONE:<40}  {self.actor:<20}  {self.verb:<9}  "
                 f"{self.previous or NONE}")
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -426,7 +426,7 @@ def cmd_mark_live(args: argparse.Namespace) -> int:
         shas = deployed_shas(args.outputs, env, apps)
     else:
         shas = {app: sha for app, sha in store.read().shas.get(env, {}).items() if app in apps}
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for app, previous, sha in live_store(store).mark(env, shas, actor=actor, when=when):
         text = f"{env}/{app}: live {previous or release.NONE} \u2192 {sha}"
         print(text if previous != sha else f"{env}/{app}: {sha} already recorded live")
@@ -490,7 +490,7 @@ def cmd_deploy_event(args: argparse.Namespace) -> int:
     if api_key and not datadog.api_key_set:
         api_key = None    # the stack decides whether Datadog gets events, not the caller
     runner = resolve_actor(args.actor)
-    now = int(datetime.now(timezone.utc).timestamp())
+    now = int(datetime.now(UTC).timestamp())
     duration = max(0, now - args.started)
     ctx = context(args)
     found = deploy_events(ctx.store, live_store(ctx.store), env, apps, args.result, outputs_apps(args.outputs, env),

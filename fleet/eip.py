@@ -123,7 +123,7 @@ class Follower:
             return
         self.last_error = None
         target = holder.address if holder else None
-        if target is not None and target not in self.spec.bridge.cidr:
+        if holder is not None and target is not None and target not in self.spec.bridge.cidr:
             log(f"{holder.instance_id} has {target}, outside {self.spec.bridge.cidr}: not routing the EIP")
             target = None
         if target != self.target:

@@ -25,7 +25,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -93,7 +93,7 @@ class Metadata:
             creds = made["Credentials"]
             expires = creds["Expiration"]
             document = {
-                "Code": "Success", "LastUpdated": _stamp(datetime.now(timezone.utc)), "Type": "AWS-HMAC",
+                "Code": "Success", "LastUpdated": _stamp(datetime.now(UTC)), "Type": "AWS-HMAC",
                 "AccessKeyId": creds["AccessKeyId"], "SecretAccessKey": creds["SecretAccessKey"],
                 "Token": creds["SessionToken"], "Expiration": _stamp(expires), "_expires": expires.timestamp()}
             self.credentials[key] = document
@@ -102,7 +102,7 @@ class Metadata:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Tokens:
@@ -185,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
         if left is None:       # http_tokens = required: no IMDSv1
             return self.reply(401, "Unauthorized")
         try:
-            status, body = self.answer(caller, self.path)
+            status, body = self.answer(caller or "", self.path)
         except Exception as exc:  # noqa: BLE001 - moto unreachable or confused: 500, and say why in the log
             log(f"{caller} {self.path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             status, body = 500, "Internal Server Error"
@@ -215,7 +215,7 @@ class Handler(BaseHTTPRequestHandler):
         if what == "iam/":
             return 200, "info\nsecurity-credentials/"
         if what == "iam/info":
-            return 200, json.dumps({"Code": "Success", "LastUpdated": _stamp(datetime.now(timezone.utc)),
+            return 200, json.dumps({"Code": "Success", "LastUpdated": _stamp(datetime.now(UTC)),
                                     "InstanceProfileArn": role["profile_arn"],
                                     "InstanceProfileId": role["profile_id"]}, indent=2)
         if what == "iam/security-credentials/":

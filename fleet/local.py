@@ -80,7 +80,7 @@ class LocalFleet:
 
     @classmethod
     def from_stack(cls, stack: str = STACK, project_dir: Path = PROJECT_DIR,
-                   overrides: dict[str, str] | None = None) -> "LocalFleet":
+                   overrides: dict[str, str] | None = None) -> LocalFleet:
         config = stack_config(stack, project_dir)
         try:
             git = config["fleet:gitHost"]
@@ -111,8 +111,8 @@ def _keypair(path: Path) -> tuple[str, str]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
 
     if not path.exists():
-        key = Ed25519PrivateKey.generate()
-        text = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        new_key = Ed25519PrivateKey.generate()
+        text = new_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                  serialization.NoEncryption()).decode()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -131,7 +131,7 @@ class Keys:
     git_host: tuple[str, str]
 
     @classmethod
-    def load(cls, fleet: LocalFleet) -> "Keys":
+    def load(cls, fleet: LocalFleet) -> Keys:
         keys = fleet.state / "keys"
         keys.mkdir(parents=True, exist_ok=True, mode=0o700)
         return cls(admin=_keypair(keys / "admin"), deploy=_keypair(keys / "deploy"),

@@ -122,7 +122,7 @@ class ClientLoop:
             self.failed += not success
             time.sleep(self.interval)
 
-    def __enter__(self) -> "ClientLoop":
+    def __enter__(self) -> ClientLoop:
         self._thread.start()
         return self
 

@@ -125,7 +125,7 @@ def parse(data: object) -> FleetSpec:
     hosts = _hosts(obj["hosts"], bridge)
     eip = _eip(obj.get("eip"), bridge, hosts)
     port = _port(obj.get("moto", {"port": DEFAULT_MOTO_PORT}))
-    return FleetSpec(name=name, bridge=bridge, hosts=hosts, eip=eip, moto_port=port, raw=data)
+    return FleetSpec(name=name, bridge=bridge, hosts=hosts, eip=eip, moto_port=port, raw=dict(obj))
 
 
 def _mapping(value: object, key: str, allowed: set[str], required: set[str]) -> dict:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from . import render
 
-
 # Replaces the table as a whole, so running it twice (bootcmd, then runcmd) leaves one rule.
 IMDS_RULE = ("nft delete table inet ecom_imds 2>/dev/null; nft add table inet ecom_imds && "
              "nft add chain inet ecom_imds out '{ type filter hook output priority 0; policy accept; }' && "

@@ -26,9 +26,8 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, struct_pb2
 from pulumi.provider.experimental.property_value import Computed, PropertyValue
-from google.protobuf import struct_pb2
 from pulumi.runtime import proto, rpc
 from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import provider_pb2_grpc
@@ -161,7 +160,7 @@ def _set_path(values: dict, path: str, value: Any) -> None:
 @dataclass
 class Context:
     """What a handler gets with each call: the stand-in (its clients and config) and the resource's URN."""
-    provider: "Provider"
+    provider: Provider
     urn: str = ""
 
     @property
@@ -226,7 +225,7 @@ class Provider:
     package: str
     version: str
     resources: Mapping[str, Resource] = field(default_factory=dict)
-    functions: Mapping[str, Callable[["Provider", dict], dict]] = field(default_factory=dict)
+    functions: Mapping[str, Callable[[Provider, dict], dict]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, config: dict[str, Any]) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .resources import RemoteResource, _canonical, _topological, remote_resources
 from .state import STATE_VERSION
@@ -21,6 +21,20 @@ class Action:
     reason: str
     resource: RemoteResource | None = field(default=None, repr=False, compare=False)
     stored: dict | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def planned(self) -> RemoteResource:
+        """The plan's resource: every kind but delete has one."""
+        if self.resource is None:
+            raise ValueError(f"{self.kind} {self.urn}: no planned resource")
+        return self.resource
+
+    @property
+    def recorded(self) -> dict:
+        """The state's entry: deletes and updates have one."""
+        if self.stored is None:
+            raise ValueError(f"{self.kind} {self.urn}: no recorded state")
+        return self.stored
 
 
 def empty_state(plan: Mapping | None = None) -> dict:

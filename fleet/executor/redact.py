@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 REDACTED = "[secret]"
 SECRET_KEY_WORDS = ("secret", "password", "privatekey")

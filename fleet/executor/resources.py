@@ -7,9 +7,9 @@ import hashlib
 import heapq
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from ecom_infra.errors import ConfigError
 from fleet.ssh.connection import Connection, check_environment
@@ -60,7 +60,7 @@ def _copy_source(inputs: Mapping, key: str) -> tuple[str, str]:
     """CopyToRemote's `source` -> (kind, value) for kind text | path | archive_path."""
     source = inputs.get("source")
     kinds = [kind for kind in ("text", "path", "archive_path") if isinstance(source, Mapping) and kind in source]
-    if len(kinds) != 1:
+    if not isinstance(source, Mapping) or len(kinds) != 1:
         raise ConfigError(f"{key}.source", "must be exactly one of {text}, {path}, {archive_path}",
                           '{"path": "/abs/file"}')
     kind = kinds[0]
@@ -149,7 +149,8 @@ def remote_resources(plan: Mapping) -> list[RemoteResource]:
     """The plan's remote resources, validated, in the order they run: dependencies first, ties by urn."""
     resources = _plan_resources(plan)
     dependencies = _remote_dependencies(resources)
-    hosts = plan.get("hosts") if isinstance(plan.get("hosts"), Mapping) else {}
+    raw_hosts = plan.get("hosts")
+    hosts: Mapping = raw_hosts if isinstance(raw_hosts, Mapping) else {}
     names = {h.get("privateIp"): name for name, h in hosts.items() if isinstance(h, Mapping)}
     parsed: dict[str, RemoteResource] = {}
     for resource in resources:

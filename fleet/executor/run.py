@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from ecom_infra.errors import ConfigError
 from fleet.ssh.errors import SshError
@@ -74,7 +74,7 @@ def _run_step(run: _Run, action: Action, report: RunReport, log: Log, started: f
         if exit_code is not None:
             log(f"{prefix} FAILED (exit {exit_code}, {seconds:.1f} s)")
             detail = f"exited {exit_code} after {seconds:.1f} s"
-            tail = _tail(err.stderr)
+            tail = _tail(err.stderr) if isinstance(err, _CommandExit) else ""
             detail += f"; stderr (last lines):\n{tail}" if tail else "; no stderr"
         else:
             log(f"{prefix} FAILED (before the command ran, {seconds:.1f} s)")

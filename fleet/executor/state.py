@@ -7,8 +7,8 @@ import errno
 import fcntl
 import json
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from ecom_infra.errors import ConfigError
 

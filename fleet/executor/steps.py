@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from fleet.ssh.connection import PREVIOUS_STDERR, PREVIOUS_STDOUT, Connection, check_environment
 from fleet.ssh.copy import copy_dir_script, copy_file_script
@@ -49,21 +49,21 @@ class _Run:
         """Run the action's remote work, then record it; raises _CommandExit or SshError on failure."""
         resources = self.state["resources"]
         if action.kind == "delete":
-            self._delete(action.stored)
-            serial = action.stored["serial"]
+            self._delete(action.recorded)
+            serial = action.recorded["serial"]
             if resources.get(action.urn, {}).get("serial") == serial:
                 del resources[action.urn]
             self.state["pending_deletes"] = [entry for entry in self.state["pending_deletes"]
                                              if entry["serial"] != serial]
         elif action.kind == "update":
-            outputs = self._update(action.resource, action.stored)
-            resources[action.urn] = self._new_entry(action.resource, outputs, action.stored["serial"])
+            outputs = self._update(action.planned, action.recorded)
+            resources[action.urn] = self._new_entry(action.planned, outputs, action.recorded["serial"])
         else:  # create, or replace: the new resource is created; the old one is deleted first or at the end
-            outputs = self._create(action.resource)
+            outputs = self._create(action.planned)
             old = resources.get(action.urn)
             if old is not None:  # create-before-delete: the old one now waits for its delete
                 self.state["pending_deletes"].append(old)
-            resources[action.urn] = self._new_entry(action.resource, outputs)
+            resources[action.urn] = self._new_entry(action.planned, outputs)
         save_state(self.state_path, self.state)
 
     # The three lifecycle calls, as the provider's Create / Update / Delete do them.

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from ecom_infra.errors import ConfigError
 
@@ -81,7 +81,7 @@ class Connection:
     per_dial_timeout: int
 
     @classmethod
-    def from_inputs(cls, raw: object, key: str) -> "Connection":
+    def from_inputs(cls, raw: object, key: str) -> Connection:
         if not isinstance(raw, Mapping):
             raise ConfigError(key, "must be an object with host, user, privateKey and hostKey")
         for unsupported in ("proxy", "password", "privateKeyPassword", "agentSocketPath"):

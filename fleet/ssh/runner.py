@@ -7,10 +7,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 from .connection import ENV_NAME, Connection, fingerprint
 from .errors import DialError, EnvNotAccepted, HostKeyMismatch, SshError
@@ -49,13 +49,13 @@ class SshRunner:
     def __init__(self, log: Callable[[str], None] = print, *, sleep: Callable[[float], None] = time.sleep):
         self._log = log
         self._sleep = sleep
-        self._ssh = shutil.which("ssh")
+        self._ssh = shutil.which("ssh") or ""
         self._dir: Path | None = None
         self._socket_dir: Path | None = None
         self._masters: dict[tuple, _Master] = {}
 
-    def __enter__(self) -> "SshRunner":
-        if self._ssh is None:
+    def __enter__(self) -> SshRunner:
+        if not self._ssh:
             raise SshError("the OpenSSH client (ssh) is not installed: apt-get install openssh-client")
         # mkdtemp makes the directory mode 700: only we can read the key files inside it.
         self._dir = Path(tempfile.mkdtemp(prefix="ecom-executor-"))
@@ -74,8 +74,9 @@ class SshRunner:
         for master in self._masters.values():
             self._stop(master)
         self._masters.clear()
-        for directory in {self._dir, self._socket_dir} - {None}:
-            shutil.rmtree(directory, ignore_errors=True)
+        for directory in {self._dir, self._socket_dir}:
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
         self._dir = self._socket_dir = None
 
     # -- public ---------------------------------------------------------------------------------------------
@@ -100,7 +101,7 @@ class SshRunner:
         so this is a login check of N hosts in about the time of one; later commands reuse the masters."""
         # Files and numbers first, from this thread only; one dial per distinct master.
         numbers = [self._master(conn).number for conn in conns]
-        distinct = {}
+        distinct: dict[int, Connection] = {}
         for number, conn in zip(numbers, conns, strict=True):
             distinct.setdefault(number, conn)
         if not distinct:
@@ -137,7 +138,7 @@ class SshRunner:
         return master
 
     def _new_master(self, conn: Connection, number: int) -> _Master:
-        assert self._dir is not None, "SshRunner used outside its `with` block"
+        assert self._dir is not None and self._socket_dir is not None, "SshRunner used outside its `with` block"
         master = _Master(number, self._dir / f"key-{number}", self._dir / f"known_hosts-{number}",
                          self._socket_dir / f"cm-{number}", self._dir / f"master-{number}.log")
         key_text = conn.private_key if conn.private_key.endswith("\n") else conn.private_key + "\n"

@@ -6,9 +6,26 @@ from dataclasses import dataclass
 
 from ecom_infra import defaults as D
 from ecom_infra.errors import ConfigError
-from ecom_infra.rules import (ABS_PATH, APP_NAME, BRANCH, ENV_NAME, HEALTH_CHECK_TIMEOUT, HOOK_POINTS, HOOK_TIMEOUT,
-                              KEEP_RELEASES, LINK_PATH, PACKAGE, PORT, PUMA_THREADS, PUMA_WORKERS, RESERVED_LINK_PATHS,
-                              SHA, UNIX_NAME, URL_PATH, WHO)
+from ecom_infra.rules import (
+    ABS_PATH,
+    APP_NAME,
+    BRANCH,
+    ENV_NAME,
+    HEALTH_CHECK_TIMEOUT,
+    HOOK_POINTS,
+    HOOK_TIMEOUT,
+    KEEP_RELEASES,
+    LINK_PATH,
+    PACKAGE,
+    PORT,
+    PUMA_THREADS,
+    PUMA_WORKERS,
+    RESERVED_LINK_PATHS,
+    SHA,
+    UNIX_NAME,
+    URL_PATH,
+    WHO,
+)
 
 from .. import content_hash
 

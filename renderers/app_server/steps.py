@@ -3,12 +3,21 @@ from __future__ import annotations
 
 from .. import content_hash, render
 from ..steps import Step
-from .files import (ENV_FILE_HEADER, _file_block, render_bundle_config, render_datadog_conf, render_nginx_site,
-                    render_puma_config, render_puma_socket, render_puma_unit, render_ssh_config)
+from .files import (
+    ENV_FILE_HEADER,
+    _file_block,
+    render_bundle_config,
+    render_datadog_conf,
+    render_nginx_site,
+    render_puma_config,
+    render_puma_socket,
+    render_puma_unit,
+    render_ssh_config,
+)
 from .spec import AppServerSpec
 
-STEP_ORDER = ("deploy-user", "git-ssh", "layout", "app-env", "ruby", "puma-config", "puma-unit", "nginx-site", "datadog",
-              "release-build", "release-publish")
+STEP_ORDER = ("deploy-user", "git-ssh", "layout", "app-env", "ruby", "puma-config", "puma-unit", "nginx-site",
+              "datadog", "release-build", "release-publish")
 PUBLISH_STEP = "release-publish"
 """The step that restarts puma: the load balancers drain this server before it and set it ready after."""
 

@@ -22,7 +22,7 @@ class ServiceControl:
     """Makes the service start at boot; run on every install, running or not (empty: no boot to speak of)."""
 
     @classmethod
-    def systemd(cls, unit: str) -> "ServiceControl":
+    def systemd(cls, unit: str) -> ServiceControl:
         return cls(is_active=("systemctl", "is-active", "--quiet", unit),
                    reload=("systemctl", "reload", unit),
                    start=("systemctl", "enable", "--now", unit),

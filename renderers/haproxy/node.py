@@ -4,8 +4,13 @@ from __future__ import annotations
 from .. import content_hash
 from ..steps import Step
 from .haproxy_cfg import render_haproxy_cfg, render_haproxy_install, render_packages_script, render_tls_cert_script
-from .keepalived import (render_eip_held_script, render_keepalived_conf, render_keepalived_install,
-                         render_notify_install, render_notify_master)
+from .keepalived import (
+    render_eip_held_script,
+    render_keepalived_conf,
+    render_keepalived_install,
+    render_notify_install,
+    render_notify_master,
+)
 from .layout import HaproxyLayout, KeepalivedLayout
 from .spec import TLS_PEM_SECRET, VRRP_PASSWORD_SECRET, Backend, HaproxyNodeSpec, HealthCheck
 

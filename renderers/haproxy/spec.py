@@ -5,8 +5,22 @@ import re
 from dataclasses import dataclass
 
 from ecom_infra import defaults as D
-from ecom_infra.rules import (ABS_PATH, ALLOCATION_ID, APP_NAME, CHECK_INTERVAL, HOSTNAME, INSTANCE_ID, INTERFACE, NAME,
-                              PORT, REGION, SERVER_NAME, VRRP_ROUTER_ID, check, check_ipv4)
+from ecom_infra.rules import (
+    ABS_PATH,
+    ALLOCATION_ID,
+    APP_NAME,
+    CHECK_INTERVAL,
+    HOSTNAME,
+    INSTANCE_ID,
+    INTERFACE,
+    NAME,
+    PORT,
+    REGION,
+    SERVER_NAME,
+    VRRP_ROUTER_ID,
+    check,
+    check_ipv4,
+)
 
 # Names of the secrets the component feeds on stdin (never rendered into a script).
 TLS_PEM_SECRET = "haproxy_tls_pem"

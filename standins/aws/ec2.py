@@ -7,8 +7,20 @@ from botocore.exceptions import ClientError
 
 from ..server import Context, ProviderError
 from . import hook
-from .common import (ACCOUNT_ID, AwsResource, aws_error, client, gone_is_deleted, is_not_found, read_tags, region,
-                     tag_list, tags_all, tags_from, unless_gone)
+from .common import (
+    ACCOUNT_ID,
+    AwsResource,
+    aws_error,
+    client,
+    gone_is_deleted,
+    is_not_found,
+    read_tags,
+    region,
+    tag_list,
+    tags_all,
+    tags_from,
+    unless_gone,
+)
 
 
 def _arn(ctx: Context, kind: str, rid: str) -> str:
@@ -407,7 +419,8 @@ class EipAssociation(AwsResource):
     @staticmethod
     def _outputs(association: str, address: dict) -> dict:
         return {"id": association, "allocationId": address.get("AllocationId"),
-                "instanceId": address.get("InstanceId", ""), "networkInterfaceId": address.get("NetworkInterfaceId", ""),
+                "instanceId": address.get("InstanceId", ""),
+                "networkInterfaceId": address.get("NetworkInterfaceId", ""),
                 "privateIpAddress": address.get("PrivateIpAddress", ""), "publicIp": address.get("PublicIp", "")}
 
     def read(self, ctx, rid, state, inputs):

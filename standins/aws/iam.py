@@ -5,8 +5,18 @@ import json
 
 from botocore.exceptions import ClientError
 
-from .common import (AwsResource, aws_error, client, gone_is_deleted, read_tags, retag, tag_list, tags_all, tags_from,
-                     unless_gone)
+from .common import (
+    AwsResource,
+    aws_error,
+    client,
+    gone_is_deleted,
+    read_tags,
+    retag,
+    tag_list,
+    tags_all,
+    tags_from,
+    unless_gone,
+)
 
 
 def _iso(value) -> str:
@@ -145,7 +155,8 @@ class InstanceProfile(AwsResource):
                 iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=inputs["role"])
         except ClientError as exc:
             raise aws_error(f"creating IAM Instance Profile ({name})", exc) from None
-        return name, {**inputs, "id": name, "name": name, "arn": profile["Arn"], "uniqueId": profile["InstanceProfileId"],
+        return name, {**inputs, "id": name, "name": name, "arn": profile["Arn"],
+                      "uniqueId": profile["InstanceProfileId"],
                       "createDate": _iso(profile.get("CreateDate")), "path": profile.get("Path", "/"), "tagsAll": tags}
 
     def read(self, ctx, rid, state, inputs):

@@ -9,8 +9,18 @@ from botocore.exceptions import ClientError
 from ecom_infra import provider_rules
 
 from ..server import Context
-from .common import (AwsResource, aws_error, client, error_code, gone_is_deleted, read_tags, region, tag_list, tags_all,
-                     unless_gone)
+from .common import (
+    AwsResource,
+    aws_error,
+    client,
+    error_code,
+    gone_is_deleted,
+    read_tags,
+    region,
+    tag_list,
+    tags_all,
+    unless_gone,
+)
 
 # s3 hosted zone ids per region (terraform-provider-aws s3/hosted_zones.go); us-east-1 is enough here.
 HOSTED_ZONE_IDS = {"us-east-1": "Z3AQBSTGFYJSTF"}
@@ -319,8 +329,10 @@ def get_object(provider, args: dict) -> dict:
     result = provider_rules.get_object_result(bucket, key, data, content_type, args.get("downloadBody"))
     return {**args, **result, "id": f"{bucket}/{key}", "etag": obj.get("ETag", ""),
             "versionId": obj.get("VersionId", ""), "metadata": obj.get("Metadata", {}),
-            "lastModified": obj["LastModified"].strftime("%a, %d %b %Y %H:%M:%S GMT") if obj.get("LastModified") else "",
-            "serverSideEncryption": obj.get("ServerSideEncryption", ""), "storageClass": obj.get("StorageClass", "STANDARD"),
+            "lastModified": (obj["LastModified"].strftime("%a, %d %b %Y %H:%M:%S GMT")
+                             if obj.get("LastModified") else ""),
+            "serverSideEncryption": obj.get("ServerSideEncryption", ""),
+            "storageClass": obj.get("StorageClass", "STANDARD"),
             "cacheControl": obj.get("CacheControl", ""), "contentEncoding": obj.get("ContentEncoding", ""),
             "contentDisposition": obj.get("ContentDisposition", ""), "contentLanguage": obj.get("ContentLanguage", ""),
             "expires": "", "websiteRedirectLocation": obj.get("WebsiteRedirectLocation", "")}

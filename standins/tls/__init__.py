@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from ..server import CheckFailed, Provider, Resource
 
 VERSION = "5.6.2"        # pulumi_tls in requirements.txt
-CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {"P224": ec.SECP224R1, "P256": ec.SECP256R1, "P384": ec.SECP384R1, "P521": ec.SECP521R1}
+CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {"P224": ec.SECP224R1, "P256": ec.SECP256R1,
+                                                     "P384": ec.SECP384R1, "P521": ec.SECP521R1}
 ALGORITHMS = ("RSA", "ECDSA", "ED25519")
 
 
@@ -32,7 +33,8 @@ def generate(algorithm: str, rsa_bits: int, curve: str):
 def key_outputs(key, algorithm: str) -> dict[str, str]:
     none = serialization.NoEncryption()
     pem_format = {"RSA": serialization.PrivateFormat.TraditionalOpenSSL,
-                  "ECDSA": serialization.PrivateFormat.TraditionalOpenSSL}.get(algorithm, serialization.PrivateFormat.PKCS8)
+                  "ECDSA": serialization.PrivateFormat.TraditionalOpenSSL}.get(algorithm,
+                                                                               serialization.PrivateFormat.PKCS8)
     public = key.public_key()
     # OpenSSH has no P224 format: terraform-provider-tls leaves the OpenSSH outputs empty for it.
     has_openssh = not (algorithm == "ECDSA" and isinstance(key.curve, ec.SECP224R1))
@@ -79,8 +81,8 @@ class PrivateKey(Resource):
 
     def create(self, ctx, inputs):
         algorithm = inputs["algorithm"]
-        outputs = key_outputs(generate(algorithm, int(inputs.get("rsaBits") or 2048), inputs.get("ecdsaCurve") or "P224"),
-                              algorithm)
+        key = generate(algorithm, int(inputs.get("rsaBits") or 2048), inputs.get("ecdsaCurve") or "P224")
+        outputs = key_outputs(key, algorithm)
         # common_key.go: the id is the SHA-1 of the public key PEM.
         rid = hashlib.sha1(outputs["publicKeyPem"].encode()).hexdigest()  # noqa: S324 - an id, as upstream
         return rid, {**inputs, **outputs, "id": rid}

@@ -11,8 +11,17 @@ import pytest
 
 from fleet.origin import build_all
 
-from .helpers import (HOST_TOOLS, Account, destroy_host, kill_pids, make_host, make_public_tempdir, pids_of_user,
-                      require_root, require_tools)
+from .helpers import (
+    HOST_TOOLS,
+    Account,
+    destroy_host,
+    kill_pids,
+    make_host,
+    make_public_tempdir,
+    pids_of_user,
+    require_root,
+    require_tools,
+)
 
 
 @pytest.fixture(scope="session")

@@ -102,7 +102,7 @@ class Host:
     spec: AppServerSpec
     account: Account
 
-    def with_sha(self, sha: str, **changes) -> "Host":
+    def with_sha(self, sha: str, **changes) -> Host:
         self.spec = replace(self.spec, sha=sha, **changes)
         return self
 

@@ -11,9 +11,16 @@ import pytest
 import yaml
 
 from ecom_infra.errors import ConfigError
-from renderers.app_server.files import (render_bundle_config, render_datadog_conf, render_environment_file,
-                                        render_nginx_site, render_puma_config, render_puma_socket, render_puma_unit,
-                                        render_ssh_config)
+from renderers.app_server.files import (
+    render_bundle_config,
+    render_datadog_conf,
+    render_environment_file,
+    render_nginx_site,
+    render_puma_config,
+    render_puma_socket,
+    render_puma_unit,
+    render_ssh_config,
+)
 from renderers.app_server.spec import AppServerSpec
 from renderers.app_server.steps import PUBLISH_STEP, STEP_ORDER, app_server_steps
 
@@ -305,9 +312,9 @@ def test_templates_exist_for_every_step():
 
 
 def test_spec_from_the_stack_settings():
+    from components.app_server import spec_from_settings  # noqa: PLC0415
     from ecom_infra import settings as settings_module  # noqa: PLC0415
     from ecom_infra import stacks  # noqa: PLC0415
-    from components.app_server import spec_from_settings  # noqa: PLC0415
 
     raw = stacks.stack_config("staging")
     region = raw.pop("aws:region", "us-east-1")

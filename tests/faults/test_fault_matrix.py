@@ -20,9 +20,9 @@ import time
 
 import pytest
 
+from components.remote_steps import as_root
 from fleet import hosts as fleet_hosts
 from fleet.local import FLEET_NAME
-from components.remote_steps import as_root
 from fleet.probe import ClientLoop, Platform
 from fleet.ssh.connection import Connection
 from fleet.ssh.runner import SshRunner
@@ -160,7 +160,7 @@ class Watcher:
             time.sleep(0.2)
         return None
 
-    def __enter__(self) -> "Watcher":
+    def __enter__(self) -> Watcher:
         self._thread.start()
         return self
 

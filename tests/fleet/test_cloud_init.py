@@ -206,7 +206,7 @@ def boot_marks(fleet: Fleet, host: str) -> dict[str, float]:
                              + " ".join(units) + "; do systemctl show -p ActiveEnterTimestampMonotonic --value $u; "
                              "done")
     start, *marks = [int(x or 0) for x in out.split()]
-    return {unit: round((mark - start) / 1e6, 2) for unit, mark in zip(units, marks) if mark}
+    return {unit: round((mark - start) / 1e6, 2) for unit, mark in zip(units, marks, strict=False) if mark}
 
 
 @pytest.mark.fleet

@@ -26,8 +26,17 @@ from ecom_infra.errors import ConfigError
 from fleet import hosts, network
 from fleet import moto as fleet_moto
 from fleet import spec as fleet_spec
-from tests.fleet.conftest import (ROOT, Fleet, fleet_cli, free_cidr, keypair, make_spec, require_root, user_data,
-                                  write_private)
+from tests.fleet.conftest import (
+    ROOT,
+    Fleet,
+    fleet_cli,
+    free_cidr,
+    keypair,
+    make_spec,
+    require_root,
+    user_data,
+    write_private,
+)
 
 BOOT_SCRIPT = ROOT / "fleet" / "host-boot.sh"
 

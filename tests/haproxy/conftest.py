@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.haproxy.helpers import (MOTO_SERVER, AppServer, HaproxyProcess, free_port, need,
-                             wait_until)
 from renderers.haproxy.layout import HaproxyLayout
+from tests.haproxy.helpers import MOTO_SERVER, AppServer, HaproxyProcess, free_port, need, wait_until
 
 
 @pytest.fixture

@@ -233,7 +233,7 @@ class HaproxyProcess:
         lines = ask_socket(self.layout.admin_socket, "show stat").splitlines()
         header = lines[0].lstrip("# ").split(",")
         for line in lines[1:]:
-            row = dict(zip(header, line.split(",")))
+            row = dict(zip(header, line.split(","), strict=False))
             if row.get("pxname") == backend and row.get("svname") == server:
                 return row
         raise AssertionError(f"{backend}/{server} not in show stat")

@@ -12,13 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.haproxy.helpers import (SYSTEM_PYTHON, AppServer, HaproxyProcess, ask_socket, free_port, local_layout, need,
-                             wait_until)
 from renderers.haproxy.agent import drained, render_agent
 from renderers.haproxy.haproxy_cfg import render_haproxy_cfg
 from renderers.haproxy.layout import AgentLayout
 from renderers.haproxy.spec import Backend, HealthCheck
 from renderers.steps import Step
+from tests.haproxy.helpers import (
+    SYSTEM_PYTHON,
+    HaproxyProcess,
+    ask_socket,
+    free_port,
+    local_layout,
+    need,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 

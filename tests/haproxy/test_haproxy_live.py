@@ -14,12 +14,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.haproxy.helpers import (FAST_CHECKS, AppServer, HaproxyProcess, http_get, http_post, local_layout,
-                             need, port_of, run_script, self_signed_pem, two_apps, wait_until)
-from renderers.haproxy.haproxy_cfg import (render_haproxy_cfg, render_haproxy_install, render_packages_script,
-                                           render_tls_cert_script)
+from renderers.haproxy.haproxy_cfg import (
+    render_haproxy_cfg,
+    render_haproxy_install,
+    render_packages_script,
+    render_tls_cert_script,
+)
 from renderers.haproxy.layout import HaproxyLayout, ServiceControl
 from renderers.haproxy.spec import Backend
+from tests.haproxy.helpers import (
+    FAST_CHECKS,
+    AppServer,
+    HaproxyProcess,
+    http_get,
+    http_post,
+    local_layout,
+    need,
+    port_of,
+    run_script,
+    self_signed_pem,
+    two_apps,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 

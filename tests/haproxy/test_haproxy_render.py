@@ -8,11 +8,22 @@ import pytest
 from ecom_infra.errors import ConfigError
 from renderers import content_hash
 from renderers.haproxy.haproxy_cfg import render_haproxy_cfg, render_haproxy_install
-from renderers.haproxy.keepalived import (INTERFACE_PLACEHOLDER, PASSWORD_PLACEHOLDER, fill_keepalived_conf,
-                                          render_keepalived_conf, render_notify_master)
+from renderers.haproxy.keepalived import (
+    INTERFACE_PLACEHOLDER,
+    PASSWORD_PLACEHOLDER,
+    fill_keepalived_conf,
+    render_keepalived_conf,
+    render_notify_master,
+)
 from renderers.haproxy.node import haproxy_node_steps
-from renderers.haproxy.spec import (TLS_PEM_SECRET, VRRP_PASSWORD_SECRET, Backend, BackendServer, HaproxyNodeSpec,
-                                    HealthCheck)
+from renderers.haproxy.spec import (
+    TLS_PEM_SECRET,
+    VRRP_PASSWORD_SECRET,
+    Backend,
+    BackendServer,
+    HaproxyNodeSpec,
+    HealthCheck,
+)
 
 PLATFORM = Backend("ecom-platform", ("shop.example.com", "www.example.com"), "/up",
                    (BackendServer("app-1", "10.0.1.10"), BackendServer("app-2", "10.0.1.11")))

@@ -20,12 +20,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.haproxy.helpers import (MOTO_SERVER, MotoWorld, aws_env, local_layout, need,
-                             need_system_boto3, node_spec, wait_until)
 from renderers.haproxy.haproxy_cfg import render_haproxy_cfg
 from renderers.haproxy.keepalived import render_keepalived_install, render_notify_install
 from renderers.haproxy.layout import KeepalivedLayout, ServiceControl
 from renderers.haproxy.spec import Backend, BackendServer
+from tests.haproxy.helpers import (
+    MOTO_SERVER,
+    MotoWorld,
+    aws_env,
+    local_layout,
+    need,
+    need_system_boto3,
+    node_spec,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 

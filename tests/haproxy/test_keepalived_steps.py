@@ -10,11 +10,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.haproxy.helpers import (SYSTEM_PYTHON, MotoWorld, aws_env, eip_holder, free_port, make_moto_world,
-                             need, need_system_boto3, node_spec, run_in_netns, run_script)
-from renderers.haproxy.keepalived import (fill_keepalived_conf, render_keepalived_conf, render_keepalived_install,
-                                          render_notify_install, render_notify_master)
+from renderers.haproxy.keepalived import (
+    fill_keepalived_conf,
+    render_keepalived_conf,
+    render_keepalived_install,
+    render_notify_install,
+    render_notify_master,
+)
 from renderers.haproxy.layout import KeepalivedLayout, ServiceControl
+from tests.haproxy.helpers import (
+    SYSTEM_PYTHON,
+    MotoWorld,
+    aws_env,
+    eip_holder,
+    free_port,
+    make_moto_world,
+    need,
+    need_system_boto3,
+    node_spec,
+    run_in_netns,
+    run_script,
+)
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def test_valid_settings_are_typed_and_defaulted():
     assert s.sha_bucket.name == "emami-ci-packages" and s.sha_bucket.key == "sha_number.yml"
     assert s.sha_bucket.owner is False                        # staging only reads the bucket
     assert parse(BASE, stack="production").sha_bucket.owner is True
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         s.deploy.user = "root"                                # frozen
 
 

@@ -11,7 +11,9 @@ import copy
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from ecom_infra import plan as offline_plan
 from ecom_infra import stacks

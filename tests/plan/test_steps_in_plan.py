@@ -1,6 +1,7 @@
 """Remote commands in the plan: order, triggers, secrets, and the rolling restart's shape."""
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 
@@ -59,7 +60,7 @@ def test_app_server_steps_run_in_order(staging):
     plan, _ = staging
     order = ["deploy-user", "git-ssh", "layout", "ruby", "puma-config", "puma-unit", "nginx-site", "datadog",
              "release-build", "release-publish"]
-    for before, after in zip(order, order[1:]):
+    for before, after in itertools.pairwise(order):
         assert depends(plan, f"ecom-platform-1-{after}", f"ecom-platform-1-{before}"), (before, after)
 
 
@@ -186,7 +187,7 @@ def test_the_bucket_settings_are_applied_one_after_the_other(plans):
     names = ["sha-bucket", "sha-bucket-public-access", "sha-bucket-ownership", "sha-bucket-versioning",
              "sha-bucket-encryption", "sha-bucket-tls-only", "sha-bucket-lifecycle"]
     urn = {r["name"]: r["urn"] for r in plan["resources"] if r["name"] in names and r["custom"]}
-    for before, after in zip(names, names[1:]):
+    for before, after in itertools.pairwise(names):
         [setting] = [r for r in plan["resources"] if r["urn"] == urn[after]]
         assert urn[before] in setting["dependencies"], (before, after)
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet import spec as fleet_spec
-from fleet.local import FLEET_NAME
-from fleet.probe import ClientLoop, Platform
 from components.remote_steps import as_root, check_secret_script
+from fleet import spec as fleet_spec
 from fleet.executor.redact import REDACTED
 from fleet.executor.report import StepFailed
 from fleet.executor.run import run_plan
+from fleet.local import FLEET_NAME
+from fleet.probe import ClientLoop, Platform
 from fleet.ssh.connection import Connection
 from fleet.ssh.runner import SshRunner
 from renderers.haproxy.haproxy_cfg import render_haproxy_install, render_tls_cert_script

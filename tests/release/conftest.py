@@ -1,6 +1,7 @@
 """Fixtures for the release verbs: a moto server, a bucket, a project with stack files, a CLI runner."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,3 +59,18 @@ def cli(capsys: pytest.CaptureFixture[str]):
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
     return run
+
+
+@pytest.fixture
+def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An `ssh` first on PATH that runs the remote command (git-upload-pack '<path>') locally."""
+    bin_dir = tmp_path / "fake-ssh-bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(
+        '#!/bin/sh\n'
+        'while [ $# -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; -*) shift;; *) break;; esac; done\n'
+        'shift  # user@host\n'
+        'exec sh -c "$*"\n')
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return bin_dir

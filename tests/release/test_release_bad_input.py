@@ -7,8 +7,7 @@ import pytest
 
 from ecom_infra import shafile
 from tests.release.helpers import SHA, write_project
-from tests.release.test_release_cli import (GitRepo, assert_one_line_error, exists, fake_ssh,  # noqa: F401
-                                            ssh_url)
+from tests.release.test_release_cli import GitRepo, assert_one_line_error, exists, ssh_url  # noqa: F401
 
 KEY = "sha_number.yml"
 DOCS = ["stage", "--no-verify-sha", "--env", "staging", "--app", "ecom-docs"]

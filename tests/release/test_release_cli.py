@@ -44,21 +44,6 @@ def ssh_url(path: Path) -> str:
     return f"ssh://git@git.example.test{path}"
 
 
-@pytest.fixture
-def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An `ssh` first on PATH that runs the remote command (git-upload-pack '<path>') locally."""
-    bin_dir = tmp_path / "fake-ssh-bin"
-    bin_dir.mkdir()
-    (bin_dir / "ssh").write_text(
-        '#!/bin/sh\n'
-        'while [ $# -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; -*) shift;; *) break;; esac; done\n'
-        'shift  # user@host\n'
-        'exec sh -c "$*"\n')
-    (bin_dir / "ssh").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return bin_dir
-
-
 def read(s3, bucket: str) -> dict:
     return shafile.parse(s3.get_object(Bucket=bucket, Key=KEY)["Body"].read().decode(), APPS)
 

@@ -1,15 +1,13 @@
 """ShaStore against moto over HTTP: conditional writes, retries, refusal to touch a broken file."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from ecom_infra import release, shafile
 from ecom_infra.errors import ConfigError
-
 from tests.release.helpers import APPS, SHA
-
 
 
 def make_store(endpoint: str, bucket: str, *, attempts: int = release.DEFAULT_ATTEMPTS, sleeps=None):
@@ -142,7 +140,7 @@ def test_previous_metadata_round_trips_and_ignores_junk():
 
 
 def row(sha, verb="stage", previous=None):
-    return release.HistoryRow(datetime(2024, 1, 1, tzinfo=timezone.utc), sha, "a", verb, previous, "v")
+    return release.HistoryRow(datetime(2024, 1, 1, tzinfo=UTC), sha, "a", verb, previous, "v")
 
 
 def live(*ns):
