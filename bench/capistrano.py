@@ -26,6 +26,8 @@ Needs root and a machine where `make up` runs; starts the fleet and takes it dow
 
     .venv/bin/python bench/capistrano.py [--logs DIR]     (DIR keeps every cap and `make up` output)
     FRESH_ROOT_RUN='.venv/bin/python bench/capistrano.py' tests/fresh_root/run.sh HEAD     (isolated)
+
+Why over ~400 lines: one script people run and read as a whole; the Ruby side lives in bench/capistrano/.
 """
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ Each write records who made it, which verb, and the sha each changed entry had b
 as S3 object metadata; `history` and `rollback` read those back from the object versions.
 
 This module holds no argparse: `ecom_infra.release_cli` turns arguments into calls here.
+
+Why over ~400 lines: the compare-and-swap write, its retries and the history reader work on the same
+object versions and metadata, so the format they write and read has one home.
 """
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ They read and write `sha_number.yml` in S3 through `ecom_infra.release`. Every a
 is checked before anything is read or written: known environments and apps come from the
 stack files (`Pulumi.<env>.yaml`), shas must be 40 hex characters, branches must exist.
 A mistake is a ConfigError naming the argument, which `ecom_infra.cli` prints as one line.
+
+Why over ~400 lines: seven verbs share one set of argument checks, the stack-file lookup and the
+output format; split per verb, each file would import the others' checks. Split by verb group if it grows.
 """
 from __future__ import annotations
 

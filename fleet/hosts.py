@@ -15,6 +15,8 @@ git host) has no user data: the fleet writes its only SSH host key and its `admi
 Every process the fleet starts lives in one cgroup tree `<cgroup2>/ecom-fleet-<fleet>/`: `host-<name>` per
 host, `moto`, `eip`, `imds`. `kill_all` writes `cgroup.kill` there, which ends every process of the fleet, including
 ones a host's systemd forked, without needing to know a single pid.
+
+Why over ~400 lines: one host's whole life (root, seed, boot, wait, stop) on the same state folder.
 """
 from __future__ import annotations
 

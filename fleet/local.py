@@ -19,6 +19,9 @@ What `up` does, each stage printed as it goes:
  5. the plan runs again against moto (instances, Elastic IP and its association become
     real moto state) and the executor runs its remote commands on the hosts over SSH;
  6. the EIP emulation follows the plan's allocation, and the last line is the endpoint.
+
+Why over ~400 lines: it is the `make up` sequence end to end, one function per stage above, read top
+to bottom as one file (as Capistrano's deploy.rake is).
 """
 from __future__ import annotations
 

@@ -13,6 +13,9 @@ What the engine expects, and where it comes from (pulumi/pulumi proto/pulumi/pro
   provider's own request (the bridge asks for it when a replaced resource keeps a user-given name).
 - Create/Update with `preview` return the planned outputs: unknown where the provider computes them.
 - Read returning an empty id means the resource is gone: `pulumi refresh` drops it from the state.
+
+Why over ~400 lines: one servicer method per RPC of provider.proto plus the value conversions they share;
+splitting them would scatter one protocol.
 """
 from __future__ import annotations
 

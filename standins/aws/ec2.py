@@ -1,4 +1,8 @@
-"""EC2 resources on moto: SecurityGroup, KeyPair, Instance (with the fleet hook), Eip, EipAssociation."""
+"""EC2 resources on moto: SecurityGroup, KeyPair, Instance (with the fleet hook), Eip, EipAssociation.
+
+Why over ~400 lines: five resource handlers, each with the provider's check, diff, create, read, update and
+delete for its type; they share the tag and error helpers above them.
+"""
 from __future__ import annotations
 
 import os
