@@ -406,12 +406,17 @@ def seed_sha_file(fleet: LocalFleet, tags: dict[str, dict]) -> None:
         release_cli(fleet, "stage", "--env", fleet.stack, "--app", app, "--sha", tags[app]["v1"], "--no-verify-sha")
 
 
+def write_outputs(fleet: LocalFleet, outputs: dict) -> Path:
+    """The up's stack outputs as `pulumi stack output --json` writes them, for the verbs CI runs after an up."""
+    path = fleet.state / "outputs.json"
+    path.write_text(json.dumps(outputs, indent=1, sort_keys=True) + "\n")
+    return path
+
+
 def send_deploy_events(fleet: LocalFleet, result: str, started: int) -> None:
     """What CI does after every up, successful or not: one deploy event per app whose sha changed
     (to wherever the stack's settings say; the local stack sets no Datadog key). Never fails the up."""
-    path = fleet.state / "outputs.json"
-    path.write_text(json.dumps(json.loads((fleet.state / "plan.json").read_text())["outputs"], indent=1,
-                               sort_keys=True) + "\n")
+    path = write_outputs(fleet, json.loads((fleet.state / "plan.json").read_text())["outputs"])
     code, out, err = ecom_deploy(fleet, "deploy-event", "--env", fleet.stack, "--result", result,
                                  "--outputs", str(path), "--started", str(started))
     for line in (out + err).splitlines():
@@ -422,8 +427,7 @@ def send_deploy_events(fleet: LocalFleet, result: str, started: int) -> None:
 
 def mark_live(fleet: LocalFleet, plan: dict) -> None:
     """What CI does after a successful `pulumi up`: record what went live, so rollback proposes only those."""
-    path = fleet.state / "outputs.json"
-    path.write_text(json.dumps(plan["outputs"], indent=1, sort_keys=True) + "\n")
+    path = write_outputs(fleet, plan["outputs"])
     release_cli(fleet, "mark-live", "--env", fleet.stack, "--outputs", str(path))
 
 
