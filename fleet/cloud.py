@@ -8,12 +8,20 @@ host's metadata service hands out that role's credentials (keepalived owns the E
 program declares none). Each instance's
 private IP is the address of the fleet host that plays it. Creation is idempotent (found
 again by a tag), so re-running the plan reuses what exists, like a Pulumi state would.
+
+Every call the mocks make to moto goes through `RecordingClient`: each read is kept with its answer (`MotoReads`),
+and any write is noted. A plan that wrote nothing is a function of its program, config and those answers, so
+`make up` may reuse it while replaying the same reads gives the same answers (fleet/plan_cache.py).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
+import json
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ecom_infra import provider_rules
@@ -29,6 +37,112 @@ def ec2_client(endpoint: str, region: str):
     return moto.client(endpoint, "ec2", region)
 
 
+# The AWS APIs the mocks call on moto.
+MOTO_SERVICES = ("ec2", "iam", "s3")
+# API operations that only read (AWS names them so); any other operation the mocks call is a write.
+READ_OPERATIONS = ("Describe", "Get", "List", "Head")
+# The part of a read's answer the mocks use, as nested fields (a list applies its elements' spec; None keeps the
+# value whole); other reads keep their whole answer. The mocks are handed only this part, so a field they start to
+# use must be added here (else KeyError), and only this part is recorded: what does not reach the program cannot
+# make a kept plan stale. Examples: the sha file's bytes and content type (what `provider_rules.get_object_result`
+# takes) but not its version id, time or the actor in its metadata, so a rollback to the same text reads the same;
+# a role's existence but not the last-use time moto stamps when the instance profile's credentials are used.
+ANSWER_FIELDS: dict[tuple[str, str], dict] = {
+    ("ec2", "describe_instances"): {"Reservations": {"Instances": {"InstanceId": None, "PrivateIpAddress": None}}},
+    ("ec2", "describe_addresses"): {"Addresses": {"AllocationId": None, "AssociationId": None, "Tags": None}},
+    ("iam", "get_role"): {},
+    ("iam", "get_instance_profile"): {"InstanceProfile": {"Roles": {"RoleName": None}}},
+    ("s3", "list_buckets"): {"Buckets": {"Name": None}},
+    ("s3", "list_objects_v2"): {"Contents": {"Key": None}},
+    ("s3", "get_object"): {"Body": None, "ContentType": None},
+}
+
+
+def _project(value: Any, spec: dict | None) -> Any:
+    if spec is None:
+        return value
+    if isinstance(value, list):
+        return [_project(item, spec) for item in value]
+    return {key: _project(value[key], sub) for key, sub in spec.items() if key in value}
+
+
+def _canonical(value: object) -> str:
+    def default(item: object) -> str:
+        if isinstance(item, datetime):
+            return item.isoformat()
+        if isinstance(item, bytes):
+            return base64.b64encode(item).decode()
+        raise TypeError(f"cannot record a {type(item).__name__}")
+    return json.dumps(value, sort_keys=True, default=default)
+
+
+class MotoReads:
+    """The reads one plan made from moto, each with its answer (or error code), and whether it wrote."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, str] = {}      # canonical query -> canonical answer
+        self.wrote = False
+        self._lock = threading.Lock()
+
+    def record(self, query: list, answer: object) -> None:
+        with self._lock:
+            self.answers[_canonical(query)] = _canonical(answer)
+
+    def queries(self) -> list[list]:
+        return [json.loads(query) for query in sorted(self.answers)]
+
+    def digest(self) -> str:
+        return hashlib.sha256(_canonical(sorted(self.answers.items())).encode()).hexdigest()
+
+
+class RecordingClient:
+    """A boto3 client whose API calls are recorded in `reads`: reads with their answer as the caller gets it
+    (ResponseMetadata dropped, `ANSWER_FIELDS` applied, a body read into bytes), writes as `reads.wrote`."""
+
+    def __init__(self, client, service: str, reads: MotoReads) -> None:
+        self._client, self._service, self._reads = client, service, reads
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        api_name = self._client.meta.method_to_api_mapping.get(name)
+        if api_name is None:                 # not an API operation (meta, exceptions, paginators...)
+            return attr
+        if not api_name.startswith(READ_OPERATIONS):
+            def write(**params):
+                self._reads.wrote = True
+                return attr(**params)
+            return write
+
+        def read(**params):
+            from botocore.exceptions import ClientError  # noqa: PLC0415
+
+            query = [self._service, name, params]
+            try:
+                reply = attr(**params)
+            except ClientError as exc:
+                self._reads.record(query, {"error": exc.response.get("Error", {}).get("Code", "")})
+                raise
+            answer = {k: v for k, v in reply.items() if k != "ResponseMetadata"}
+            if (self._service, name) in ANSWER_FIELDS:
+                answer = _project(answer, ANSWER_FIELDS[self._service, name])
+            if "Body" in answer:
+                answer["Body"] = answer["Body"].read()
+            self._reads.record(query, answer)
+            return answer
+        return read
+
+
+def replay(queries: list[list], clients: dict[str, RecordingClient]) -> None:
+    """Ask each recorded read again through `clients` (recording clients on one fresh `MotoReads`)."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    for service, name, params in queries:
+        try:
+            getattr(clients[service], name)(**params)
+        except ClientError:
+            pass                                  # recorded as its error code
+
+
 @dataclass
 class MotoMocks(PlanMocks):
     endpoint: str = "http://127.0.0.1:5000"
@@ -36,10 +150,11 @@ class MotoMocks(PlanMocks):
     _subnets: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ec2 = ec2_client(self.endpoint, self.region)
-        self.iam = moto.client(self.endpoint, "iam", self.region)
+        self.reads = MotoReads()
+        self.ec2 = RecordingClient(ec2_client(self.endpoint, self.region), "ec2", self.reads)
+        self.iam = RecordingClient(moto.client(self.endpoint, "iam", self.region), "iam", self.reads)
         # One S3 client for the program's sha file reads: a boto3 client costs more to make than a call to moto.
-        self.s3 = moto.client(self.endpoint, "s3", self.region)
+        self.s3 = RecordingClient(moto.client(self.endpoint, "s3", self.region), "s3", self.reads)
         # The SDK registers resources from a thread pool: one moto change at a time.
         self._lock = threading.Lock()
 
@@ -112,27 +227,31 @@ class MotoMocks(PlanMocks):
         return found["InstanceId"], state
 
     def _role(self, name: str, inputs: dict) -> None:
-        """The role in moto's IAM (found again by name), for the instance profile's credentials."""
-        from botocore.exceptions import ClientError  # noqa: PLC0415
-
-        try:
+        """The role in moto's IAM (found again by name), for the instance profile's credentials. Read first,
+        written only when missing: a plan that finds everything in place writes nothing (see the module doc)."""
+        if self._found(self.iam.get_role, RoleName=name) is None:
             self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=inputs["assumeRolePolicy"],
                                  Description=inputs.get("description", ""))
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "EntityAlreadyExists":
-                raise
 
     def _profile(self, name: str, role: str) -> None:
+        found = self._found(self.iam.get_instance_profile, InstanceProfileName=name)
+        if found is None:
+            self.iam.create_instance_profile(InstanceProfileName=name)
+        roles = found["InstanceProfile"]["Roles"] if found else []
+        if role not in [r["RoleName"] for r in roles]:
+            self.iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
+
+    @staticmethod
+    def _found(read, **params) -> dict | None:
+        """An IAM read's answer, or None when the entity does not exist."""
         from botocore.exceptions import ClientError  # noqa: PLC0415
 
         try:
-            self.iam.create_instance_profile(InstanceProfileName=name)
+            return read(**params)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "EntityAlreadyExists":
+            if exc.response["Error"]["Code"] != "NoSuchEntity":
                 raise
-        roles = self.iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]
-        if role not in [r["RoleName"] for r in roles]:
-            self.iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
+            return None
 
     def _eip(self, name: str, state: dict) -> tuple[str, dict]:
         addresses = self.ec2.describe_addresses(Filters=[{"Name": f"tag:{NAME_TAG}", "Values": [name]}])["Addresses"]
@@ -172,7 +291,7 @@ class MotoMocks(PlanMocks):
                         "commonPrefixes": [], "owners": [], "requestCharged": "", "id": inputs["bucket"]}
             obj = s3.get_object(Bucket=inputs["bucket"], Key=inputs["key"])
             # Shaped as the provider shapes it: `body` only for text content types (provider_rules).
-            return provider_rules.get_object_result(inputs["bucket"], inputs["key"], obj["Body"].read(),
+            return provider_rules.get_object_result(inputs["bucket"], inputs["key"], obj["Body"],
                                                     obj.get("ContentType") or "binary/octet-stream",
                                                     inputs.get("downloadBody"))
         return super().call(args)

@@ -47,11 +47,12 @@ from ecom_infra.stacks import PROJECT_DIR, stack_config
 
 from . import eip as fleet_eip
 from . import hosts as fleet_hosts
-from . import moto
+from . import moto, plan_cache
 from . import network as fleet_network
 from . import spec as fleet_spec
 from .executor.report import StepFailed
 from .executor.run import run_plan
+from .executor.state import completed, load_state
 from .network import FleetError
 from .origin import HISTORIES, ensure_origin
 from .ssh.connection import Connection
@@ -434,21 +435,52 @@ def mark_live(fleet: LocalFleet, plan: dict) -> None:
 # ----------------------------------------------------------------------------- up / down
 
 
-def deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec) -> dict:
-    """Plan against moto and execute the plan's remote commands; returns the revealed plan."""
-    from .cloud import MotoMocks  # noqa: PLC0415
+def deploying_plan(fleet: LocalFleet, keys: Keys) -> dict:
+    """The revealed plan against moto, written to `<state>/plan.json`. A plan kept by an earlier up is reused
+    when its inputs are this run's (fleet/plan_cache.py says what they are) and the last deploy completed;
+    otherwise the program runs, and its plan is kept when the run wrote nothing to moto."""
+    from .cloud import MOTO_SERVICES, MotoMocks, MotoReads, RecordingClient, replay  # noqa: PLC0415
 
     overrides, secrets = plan_inputs(fleet, keys)
     config = stack_config(fleet.stack)
-    subnets = {s["id"]: s["cidr"] for s in config["ecom-infra:network"]["subnets"]}
-    os.environ.update(ENV)
-    mocks = MotoMocks(stack=fleet.stack, region=config.get("aws:region", "us-east-1"), endpoint=fleet.endpoint,
-                      eip_address=fleet.eip_address, subnet_cidrs=subnets)
-    result = offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides, mocks=mocks)
-    for warning in result.warnings:
+    mock_settings = {"stack": fleet.stack, "region": config.get("aws:region", "us-east-1"),
+                     "endpoint": fleet.endpoint, "eip_address": fleet.eip_address,
+                     "subnet_cidrs": {s["id"]: s["cidr"] for s in config["ecom-infra:network"]["subnets"]}}
+    cache = fleet.state / "plans"
+    static = plan_cache.static_digest(PROJECT_DIR, fleet.stack, overrides, secrets, mock_settings)
+
+    def replay_digest(queries: list) -> str:
+        reads = MotoReads()
+        clients = {service: RecordingClient(moto.client(fleet.endpoint, service, mock_settings["region"]),
+                                            service, reads) for service in MOTO_SERVICES}
+        replay(queries, clients)
+        return reads.digest()
+
+    text, why = None, "the last deploy did not complete"
+    if completed(load_state(fleet.state / "executor-state.json")):
+        text, why = plan_cache.lookup(cache, static, replay_digest)
+    if text is not None:
+        say("plan", f"reusing a plan an earlier up made: the same program, config and keys, the same answers to its "
+                    f"{why}, and the last deploy completed, so the program would declare the same again")
+        plan = json.loads(text)
+    else:
+        say("plan", f"running the {fleet.stack} stack's program against moto ({why})")
+        os.environ.update(ENV)
+        mocks = MotoMocks(**mock_settings)
+        plan = offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides,
+                                mocks=mocks).to_dict(reveal_secrets=True)
+        text = json.dumps(plan, indent=1, sort_keys=True)
+        if not mocks.reads.wrote:
+            plan_cache.store(cache, static, mocks.reads.digest(), mocks.reads.queries(), text)
+    for warning in plan["warnings"]:
         say("plan", f"warning: {warning}")
-    plan = result.to_dict(reveal_secrets=True)
-    _write_private(fleet.state / "plan.json", json.dumps(plan, indent=1, sort_keys=True))
+    _write_private(fleet.state / "plan.json", text)
+    return plan
+
+
+def deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec) -> dict:
+    """Plan against moto and execute the plan's remote commands; returns the revealed plan."""
+    plan = deploying_plan(fleet, keys)
     check_shape(fleet, spec, plan)
     allocation = plan["outputs"]["endpoint"]["allocationId"]
     if fleet_eip.read_allocation(fleet.name) != allocation:

@@ -14,7 +14,7 @@ from .diff import Action, _diff, empty_state
 from .redact import _secrets, redact
 from .report import RunReport, StepFailed, StepReport, _summary
 from .resources import RemoteResource
-from .state import _locked, load_state, save_state
+from .state import LAST_RUN_FAILED, LAST_RUN_OK, LAST_RUN_RUNNING, _locked, load_state, save_state, set_last_run
 from .steps import Log, _CommandExit, _Run
 
 STDERR_TAIL_LINES = 20
@@ -46,15 +46,22 @@ def run_plan(plan: dict, state_path: Path, *, log: Log = print) -> RunReport:
         report = RunReport(unchanged=sum(1 for resource in planned if resource.urn not in touched))
         if not actions:
             _refresh_unchanged(state, planned, state_path)
+            set_last_run(state, state_path, LAST_RUN_OK)
             report.seconds = time.monotonic() - started
             log(f"[executor] nothing to do: {report.unchanged} remote resources up to date "
                 f"({report.seconds:.1f} s)")
             return report
+        set_last_run(state, state_path, LAST_RUN_RUNNING)     # what a killed run leaves
         with SshRunner(log) as ssh:
             run = _Run(state, state_path, ssh, log)
-            for action in actions:
-                _run_step(run, action, report, log, started)
+            try:
+                for action in actions:
+                    _run_step(run, action, report, log, started)
+            except StepFailed:
+                set_last_run(state, state_path, LAST_RUN_FAILED)
+                raise
         _refresh_unchanged(state, planned, state_path)
+        set_last_run(state, state_path, LAST_RUN_OK)
         report.seconds = time.monotonic() - started
         log(_summary(report, failed=False))
         return report

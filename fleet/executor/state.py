@@ -13,6 +13,9 @@ from pathlib import Path
 from ecom_infra.errors import ConfigError
 
 STATE_VERSION = 1
+# How the last run ended (`last_run`): "ok" only once every step of it succeeded; "running" is what a killed run
+# leaves. A caller that reuses an earlier plan (fleet/plan_cache.py) does so only after an "ok" run.
+LAST_RUN_OK, LAST_RUN_FAILED, LAST_RUN_RUNNING = "ok", "failed", "running"
 
 
 def load_state(path: Path) -> dict | None:
@@ -51,6 +54,18 @@ def save_state(path: Path, state: Mapping) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def set_last_run(state: dict, path: Path, result: str) -> None:
+    """Record how the run ended (saved only when it changes: a no-op run writes nothing)."""
+    if state.get("last_run") != result:
+        state["last_run"] = result
+        save_state(path, state)
+
+
+def completed(state: Mapping | None) -> bool:
+    """True when the last run succeeded in every step and left nothing to finish (no pending delete)."""
+    return state is not None and state.get("last_run") == LAST_RUN_OK and not state.get("pending_deletes")
 
 
 @contextlib.contextmanager

@@ -203,12 +203,14 @@ def test_a_failing_command_stops_the_run_and_the_rerun_retries_only_it_and_its_d
     assert world.lines[-1].startswith("[executor] stopped by a failure in ")
     assert world.events() == ["create a", "attempt b"]
     assert list(world.state()["resources"]) == [urn("a")]  # the success was recorded, the failure was not
+    assert world.state()["last_run"] == "failed"            # (make up re-plans after such a run)
     assert ssh_children() == []
 
     flag.touch()
     report = world.run(the_plan)
     assert world.events()[2:] == ["attempt b", "create b", "create c"]
     assert report.counts == {"create": 2} and report.unchanged == 1
+    assert world.state()["last_run"] == "ok"
 
 
 def test_a_failed_update_keeps_the_old_state_and_is_retried(world, alpha):
