@@ -5,6 +5,8 @@ Pulumi program itself reads config only through `ecom_infra.settings`.
 """
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 import yaml
@@ -34,18 +36,25 @@ def stack_config(stack: str, project_dir: Path = PROJECT_DIR, *, key: str = "--e
     if not path.is_file():
         raise ConfigError(key, f"unknown {noun} {stack!r} (known: {', '.join(known_stacks(project_dir))})",
                           "staging")
+    return copy.deepcopy(_parsed_config(path.name, path.read_bytes()))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_config(name: str, data: bytes) -> dict:
+    """The config mapping of a stack file's bytes. Parsed once per content: `make up` and the verbs it runs in
+    its process read the same files many times, and YAML parsing is slow (the callers get a deep copy)."""
     try:
-        doc = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        doc = yaml.safe_load(data.decode("utf-8")) or {}
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(path.name), f"is not valid UTF-8 (byte {exc.start})") from None
+        raise ConfigError(name, f"is not valid UTF-8 (byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(str(path.name), f"is not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(name, f"is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(doc, dict):
-        raise ConfigError(str(path.name), f"must be a mapping with a config: key, got a {type(doc).__name__}",
+        raise ConfigError(name, f"must be a mapping with a config: key, got a {type(doc).__name__}",
                           "config: {aws:region: us-east-1}")
     raw = doc.get("config") or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path.name}: config", "must be a mapping of keys to values")
+        raise ConfigError(f"{name}: config", "must be a mapping of keys to values")
     return raw
 
 

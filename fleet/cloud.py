@@ -9,25 +9,21 @@ program declares none). Each instance's
 private IP is the address of the fleet host that plays it. Creation is idempotent (found
 again by a tag), so re-running the plan reuses what exists, like a Pulumi state would.
 
-Every call the mocks make to moto goes through `RecordingClient`: each read is kept with its answer (`MotoReads`),
-and any write is noted. A plan that wrote nothing is a function of its program, config and those answers, so
-`make up` may reuse it while replaying the same reads gives the same answers (fleet/plan_cache.py).
+Every call the mocks make to moto goes through `RecordingClient` (fleet/moto_reads.py): each read is kept with
+its answer, and any write is noted, so `make up` can tell when a kept plan is still the one the program would make.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
-import json
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from ecom_infra import provider_rules
 from ecom_infra.mocks import PlanMocks, unwrap
 
 from . import moto
+from .moto_reads import MotoReads, RecordingClient
 
 NAME_TAG = "ecom:fleet-name"
 ASSOCIATION_TAG = "ecom:fleet-association"      # the association id "Pulumi's state" holds
@@ -35,112 +31,6 @@ ASSOCIATION_TAG = "ecom:fleet-association"      # the association id "Pulumi's s
 
 def ec2_client(endpoint: str, region: str):
     return moto.client(endpoint, "ec2", region)
-
-
-# The AWS APIs the mocks call on moto.
-MOTO_SERVICES = ("ec2", "iam", "s3")
-# API operations that only read (AWS names them so); any other operation the mocks call is a write.
-READ_OPERATIONS = ("Describe", "Get", "List", "Head")
-# The part of a read's answer the mocks use, as nested fields (a list applies its elements' spec; None keeps the
-# value whole); other reads keep their whole answer. The mocks are handed only this part, so a field they start to
-# use must be added here (else KeyError), and only this part is recorded: what does not reach the program cannot
-# make a kept plan stale. Examples: the sha file's bytes and content type (what `provider_rules.get_object_result`
-# takes) but not its version id, time or the actor in its metadata, so a rollback to the same text reads the same;
-# a role's existence but not the last-use time moto stamps when the instance profile's credentials are used.
-ANSWER_FIELDS: dict[tuple[str, str], dict] = {
-    ("ec2", "describe_instances"): {"Reservations": {"Instances": {"InstanceId": None, "PrivateIpAddress": None}}},
-    ("ec2", "describe_addresses"): {"Addresses": {"AllocationId": None, "AssociationId": None, "Tags": None}},
-    ("iam", "get_role"): {},
-    ("iam", "get_instance_profile"): {"InstanceProfile": {"Roles": {"RoleName": None}}},
-    ("s3", "list_buckets"): {"Buckets": {"Name": None}},
-    ("s3", "list_objects_v2"): {"Contents": {"Key": None}},
-    ("s3", "get_object"): {"Body": None, "ContentType": None},
-}
-
-
-def _project(value: Any, spec: dict | None) -> Any:
-    if spec is None:
-        return value
-    if isinstance(value, list):
-        return [_project(item, spec) for item in value]
-    return {key: _project(value[key], sub) for key, sub in spec.items() if key in value}
-
-
-def _canonical(value: object) -> str:
-    def default(item: object) -> str:
-        if isinstance(item, datetime):
-            return item.isoformat()
-        if isinstance(item, bytes):
-            return base64.b64encode(item).decode()
-        raise TypeError(f"cannot record a {type(item).__name__}")
-    return json.dumps(value, sort_keys=True, default=default)
-
-
-class MotoReads:
-    """The reads one plan made from moto, each with its answer (or error code), and whether it wrote."""
-
-    def __init__(self) -> None:
-        self.answers: dict[str, str] = {}      # canonical query -> canonical answer
-        self.wrote = False
-        self._lock = threading.Lock()
-
-    def record(self, query: list, answer: object) -> None:
-        with self._lock:
-            self.answers[_canonical(query)] = _canonical(answer)
-
-    def queries(self) -> list[list]:
-        return [json.loads(query) for query in sorted(self.answers)]
-
-    def digest(self) -> str:
-        return hashlib.sha256(_canonical(sorted(self.answers.items())).encode()).hexdigest()
-
-
-class RecordingClient:
-    """A boto3 client whose API calls are recorded in `reads`: reads with their answer as the caller gets it
-    (ResponseMetadata dropped, `ANSWER_FIELDS` applied, a body read into bytes), writes as `reads.wrote`."""
-
-    def __init__(self, client, service: str, reads: MotoReads) -> None:
-        self._client, self._service, self._reads = client, service, reads
-
-    def __getattr__(self, name: str):
-        attr = getattr(self._client, name)
-        api_name = self._client.meta.method_to_api_mapping.get(name)
-        if api_name is None:                 # not an API operation (meta, exceptions, paginators...)
-            return attr
-        if not api_name.startswith(READ_OPERATIONS):
-            def write(**params):
-                self._reads.wrote = True
-                return attr(**params)
-            return write
-
-        def read(**params):
-            from botocore.exceptions import ClientError  # noqa: PLC0415
-
-            query = [self._service, name, params]
-            try:
-                reply = attr(**params)
-            except ClientError as exc:
-                self._reads.record(query, {"error": exc.response.get("Error", {}).get("Code", "")})
-                raise
-            answer = {k: v for k, v in reply.items() if k != "ResponseMetadata"}
-            if (self._service, name) in ANSWER_FIELDS:
-                answer = _project(answer, ANSWER_FIELDS[self._service, name])
-            if "Body" in answer:
-                answer["Body"] = answer["Body"].read()
-            self._reads.record(query, answer)
-            return answer
-        return read
-
-
-def replay(queries: list[list], clients: dict[str, RecordingClient]) -> None:
-    """Ask each recorded read again through `clients` (recording clients on one fresh `MotoReads`)."""
-    from botocore.exceptions import ClientError  # noqa: PLC0415
-
-    for service, name, params in queries:
-        try:
-            getattr(clients[service], name)(**params)
-        except ClientError:
-            pass                                  # recorded as its error code
 
 
 @dataclass

@@ -39,8 +39,8 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ecom_infra import plan as offline_plan
 from ecom_infra.defaults import SHA_BUCKET_KEY, SHA_BUCKET_NAME
 from ecom_infra.errors import ConfigError
 from ecom_infra.stacks import PROJECT_DIR, stack_config
@@ -58,6 +58,9 @@ from .origin import HISTORIES, ensure_origin
 from .ssh.connection import Connection
 from .ssh.errors import SshError
 from .ssh.runner import SshRunner
+
+if TYPE_CHECKING:
+    from ecom_infra import plan as offline_plan  # imported where a plan runs: the SDK takes ~0.3 s to load
 
 STACK = "local"
 FLEET_NAME = "ecomfleet"
@@ -157,6 +160,8 @@ def plan_inputs(fleet: LocalFleet, keys: Keys) -> tuple[dict[str, str], dict[str
 
 def shape_hosts(fleet: LocalFleet, result: offline_plan.PlanResult, keys: Keys) -> dict[str, dict]:
     """The fleet's hosts by name: the git host and one host per EC2 instance of the plan."""
+    from ecom_infra import plan as offline_plan  # noqa: PLC0415
+
     private_keys = {r.name[:-len("-host-key")]: offline_plan.plan_mocks.unwrap(r.state)["privateKeyOpenssh"]
                     for r in result.resources if r.type == "tls:index/privateKey:PrivateKey"}
     # Each instance boots through cloud-init from the plan's user data (which installs the host key above).
@@ -203,6 +208,8 @@ def fleet_shape(fleet: LocalFleet, keys: Keys, running: fleet_spec.FleetSpec | N
             say("plan", f"the {fleet.stack} stack's program and config are unchanged: same hosts as the last up")
             return saved["hosts"]
     say("plan", f"offline plan of the {fleet.stack} stack: which hosts exist")
+    from ecom_infra import plan as offline_plan  # noqa: PLC0415
+
     wanted = shape_hosts(fleet, offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides), keys)
     _write_private(path, json.dumps({"inputs": inputs, "hosts": wanted}))
     return wanted
@@ -414,21 +421,25 @@ def write_outputs(fleet: LocalFleet, outputs: dict) -> Path:
     return path
 
 
-def send_deploy_events(fleet: LocalFleet, result: str, started: int) -> None:
+def send_deploy_events(fleet: LocalFleet, result: str, started: int, plan: dict | None = None) -> Path:
     """What CI does after every up, successful or not: one deploy event per app whose sha changed
-    (to wherever the stack's settings say; the local stack sets no Datadog key). Never fails the up."""
-    path = write_outputs(fleet, json.loads((fleet.state / "plan.json").read_text())["outputs"])
+    (to wherever the stack's settings say; the local stack sets no Datadog key). Never fails the up.
+    Returns the outputs file it wrote (of `plan`, else of the plan.json the up wrote)."""
+    plan = plan or json.loads((fleet.state / "plan.json").read_text())
+    path = write_outputs(fleet, plan["outputs"])
     code, out, err = ecom_deploy(fleet, "deploy-event", "--env", fleet.stack, "--result", result,
                                  "--outputs", str(path), "--started", str(started))
     for line in (out + err).splitlines():
         say("events", line)
     if code != 0:
         say("events", f"warning: deploy-event exited {code}")
+    return path
 
 
-def mark_live(fleet: LocalFleet, plan: dict) -> None:
-    """What CI does after a successful `pulumi up`: record what went live, so rollback proposes only those."""
-    path = write_outputs(fleet, plan["outputs"])
+def mark_live(fleet: LocalFleet, plan: dict, outputs: Path | None = None) -> None:
+    """What CI does after a successful `pulumi up`: record what went live, so rollback proposes only those.
+    `outputs`: the plan's outputs file when the up already wrote it."""
+    path = outputs or write_outputs(fleet, plan["outputs"])
     release_cli(fleet, "mark-live", "--env", fleet.stack, "--outputs", str(path))
 
 
@@ -439,7 +450,7 @@ def deploying_plan(fleet: LocalFleet, keys: Keys) -> dict:
     """The revealed plan against moto, written to `<state>/plan.json`. A plan kept by an earlier up is reused
     when its inputs are this run's (fleet/plan_cache.py says what they are) and the last deploy completed;
     otherwise the program runs, and its plan is kept when the run wrote nothing to moto."""
-    from .cloud import MOTO_SERVICES, MotoMocks, MotoReads, RecordingClient, replay  # noqa: PLC0415
+    from .moto_reads import MOTO_SERVICES, MotoReads, RecordingClient, replay  # noqa: PLC0415
 
     overrides, secrets = plan_inputs(fleet, keys)
     config = stack_config(fleet.stack)
@@ -465,6 +476,10 @@ def deploying_plan(fleet: LocalFleet, keys: Keys) -> dict:
         plan = json.loads(text)
     else:
         say("plan", f"running the {fleet.stack} stack's program against moto ({why})")
+        from ecom_infra import plan as offline_plan  # noqa: PLC0415
+
+        from .cloud import MotoMocks  # noqa: PLC0415
+
         os.environ.update(ENV)
         mocks = MotoMocks(**mock_settings)
         plan = offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides,
@@ -492,6 +507,14 @@ def deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec) -> dict:
 
 
 def up(fleet: LocalFleet) -> int:
+    from ecom_infra import release  # noqa: PLC0415 - boto3: only `up` talks to moto
+
+    # One boto3 session for the run: moto's clients and the release verbs' S3 client (see release.one_session).
+    with release.one_session(moto.session()):
+        return _up(fleet)
+
+
+def _up(fleet: LocalFleet) -> int:
     started = time.monotonic()
     fleet.state.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys = Keys.load(fleet)
@@ -507,8 +530,8 @@ def up(fleet: LocalFleet) -> int:
     except StepFailed:
         send_deploy_events(fleet, "failure", deploy_started)
         raise
-    send_deploy_events(fleet, "success", deploy_started)
-    mark_live(fleet, plan)
+    outputs = send_deploy_events(fleet, "success", deploy_started, plan)
+    mark_live(fleet, plan, outputs)
     apps = plan["outputs"]["apps"]
     for app, entry in sorted(apps.items()):
         say("done", f"{app} {entry['sha'] or '(no release)'} on {len(entry['servers'])} server(s): "

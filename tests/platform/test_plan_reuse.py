@@ -18,8 +18,8 @@ import pytest
 
 from fleet import local, moto, plan_cache
 from fleet import spec as fleet_spec
-from fleet.cloud import MotoReads, RecordingClient
 from fleet.executor.state import load_state, save_state
+from fleet.moto_reads import MotoReads, RecordingClient
 from tests.support.moto_server import running_moto_server
 
 RAN, REUSED = "running the local stack's program against moto", "reusing a plan an earlier up made"
