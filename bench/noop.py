@@ -3,8 +3,12 @@
 Runs `python -m fleet.local up` three times on a fleet that is up to date, prints wall seconds (min/median), the
 CPU seconds it and its helper processes used (steadier than wall time on a busy machine), the remote commands
 run (target 0) and, for the last run, the functions with the most cumulative time (cProfile), overall and the
-project's own.
-Target (issue 16): under 2 s. Needs root; starts the fleet and takes it down again.
+project's own. The fleet is brought up and `up` run once more before: the first up creates moto's instances, so
+its plan is not kept and the second runs the program again (fleet/plan_cache.py); from the third on a no-op
+reuses that plan. Then rollbacks: ecom-platform staged to `code-change` and deployed, then `ecom-deploy rollback`
++ `make up` timed (wall, the executor's own seconds, and the rest: the fixed cost around it).
+Targets (issue 16): a no-op under 2 s; a rollback's fixed cost as near 0.5 s as it gets. Needs root; starts the
+fleet and takes it down again.
 
     .venv/bin/python bench/noop.py            (as root; about 3 minutes)
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import pstats
+import re
 import resource
 import statistics
 import subprocess
@@ -22,7 +27,9 @@ import time
 from pathlib import Path
 
 from ecom_infra.stacks import PROJECT_DIR
-from fleet.probe import fresh_platform
+from fleet.probe import Platform, fresh_platform
+
+APP = "ecom-platform"
 
 
 def _cpu_of_children() -> float:
@@ -62,10 +69,41 @@ def report(walls: list[float], cpus: list[float], out: str, summary: str) -> Non
     print(summary, flush=True)
 
 
+DONE = re.compile(r"^\[executor\] (?:done|nothing to do).* \(?([0-9.]+) s\)?")
+
+
+def rollback_runs(platform: Platform, rounds: int = 2) -> list[dict]:
+    """Per round: ecom-platform staged to `code-change` and deployed (not timed), then the timed rollback."""
+    rows = []
+    for _ in range(rounds):
+        platform.stage(APP, "code-change")
+        platform.local("up")
+        started = time.monotonic()
+        platform.deploy_cli("rollback", "--env", platform.fleet.stack, "--app", APP, "--actor", "bench-noop")
+        verb = time.monotonic() - started
+        out = platform.local("up").stdout
+        wall = time.monotonic() - started
+        lines = out.splitlines()
+        executor = next((float(m.group(1)) for m in map(DONE.search, lines) if m), 0.0)
+        plan = next((line for line in lines if line.startswith("[up] plan: ") and "which hosts" not in line
+                     and "same hosts" not in line), "")
+        rows.append({"wall": wall, "verb": verb, "up": wall - verb, "executor": executor, "plan": plan})
+    return rows
+
+
+def report_rollbacks(rows: list[dict]) -> None:
+    for row in rows:
+        print(f"rollback: {row['wall']:.2f} s = ecom-deploy rollback {row['verb']:.2f} s + make up {row['up']:.2f} s "
+              f"(executor {row['executor']:.2f} s, the rest {row['up'] - row['executor']:.2f} s); "
+              f"{row['plan'][len('[up] plan: '):][:60]}", flush=True)
+
+
 def main() -> int:
     with fresh_platform() as platform:
         platform.local("up")
+        platform.local("up")         # the first up created moto's instances: its plan was not kept (see above)
         report(*noop_runs())
+        report_rollbacks(rollback_runs(platform))
     return 0
 
 
