@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.metadata
 import io
 import json
 import os
@@ -36,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,8 +183,8 @@ PROGRAM_FILES = ("__main__.py", "Pulumi.yaml", "components", "ecom_infra", "rend
 
 def shape_inputs(fleet: LocalFleet, overrides: dict[str, str], secrets: dict[str, str]) -> str:
     """Digest of every input of the offline plan that gives the fleet's shape (same digest: same hosts)."""
-    digest = hashlib.sha256(json.dumps([fleet.stack, overrides, secrets, sys.version,
-                                        importlib.metadata.version("pulumi")], sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps([fleet.stack, overrides, secrets, sys.version, plan_cache.installed()],
+                                       sort_keys=True).encode())
     paths = [PROJECT_DIR / f"Pulumi.{fleet.stack}.yaml"]
     for name in PROGRAM_FILES:
         path = PROJECT_DIR / name
@@ -506,23 +506,42 @@ def deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec) -> dict:
     return plan
 
 
+def _warm_up(fleet: LocalFleet) -> None:
+    """What the run's first AWS calls would wait for (boto3 and the release verbs loaded, the moto clients made:
+    about 0.4 s of CPU), done while the logins wait on SSH. A client that fails here is made again, and fails
+    with its error, where it is used."""
+    from .moto_reads import MOTO_SERVICES  # noqa: PLC0415
+
+    with contextlib.suppress(Exception):
+        from ecom_infra import cli, release  # noqa: F401, PLC0415
+
+        region = stack_config(fleet.stack).get("aws:region", "us-east-1")
+        for service in MOTO_SERVICES:
+            moto.client(fleet.endpoint, service, region)
+
+
 def up(fleet: LocalFleet) -> int:
-    from ecom_infra import release  # noqa: PLC0415 - boto3: only `up` talks to moto
-
-    # One boto3 session for the run: moto's clients and the release verbs' S3 client (see release.one_session).
-    with release.one_session(moto.session()):
-        return _up(fleet)
-
-
-def _up(fleet: LocalFleet) -> int:
     started = time.monotonic()
     fleet.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    warm_up = threading.Thread(target=_warm_up, args=(fleet,), name="warm-up", daemon=True)
+    warm_up.start()
     keys = Keys.load(fleet)
     running = fleet_spec.load_saved(fleet.name)
     spec = start_or_grow(fleet_spec_from(fleet, fleet_shape(fleet, keys, running), running), running, fleet.state)
     with SshRunner(log=lambda line: None) as ssh:
         conns = log_in(ssh, spec, keys, [host.name for host in spec.hosts])
         tags = publish_origin(fleet, keys, spec, fleet.state, ssh, conns[fleet.git_name])
+    warm_up.join()                   # from here on one thread uses boto3 (a session is not thread-safe)
+    from ecom_infra import release  # noqa: PLC0415
+
+    # One boto3 session for the rest: moto's clients and the release verbs' S3 client (see release.one_session).
+    with release.one_session(moto.session()):
+        return _deploy(fleet, keys, spec, tags, started)
+
+
+def _deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, tags: dict[str, dict],
+            started: float) -> int:
+    """`up` from the sha file on: deploy, then what CI does after an up."""
     seed_sha_file(fleet, tags)
     deploy_started = int(time.time())
     try:

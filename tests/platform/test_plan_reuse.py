@@ -127,6 +127,7 @@ def test_an_edited_program_file_or_stack_file_changes_the_static_digest(tmp_path
         else:
             project.mkdir(exist_ok=True)
             shutil.copy(source, project / name)
+    assert any(name.startswith("pulumi-") for name in plan_cache.installed())     # the packages count too
     args = ("local", {"ecom-infra:x": "1"}, {"ecom-infra:deployKey": "k"}, {"endpoint": "http://127.0.0.1:1"})
     before = plan_cache.static_digest(project, *args)
     assert before == plan_cache.static_digest(project, *args)
