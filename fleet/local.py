@@ -35,7 +35,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -506,33 +505,16 @@ def deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec) -> dict:
     return plan
 
 
-def _warm_up(fleet: LocalFleet) -> None:
-    """What the run's first AWS calls would wait for (boto3 and the release verbs loaded, the moto clients made:
-    about 0.4 s of CPU), done while the logins wait on SSH. A client that fails here is made again, and fails
-    with its error, where it is used."""
-    from .moto_reads import MOTO_SERVICES  # noqa: PLC0415
-
-    with contextlib.suppress(Exception):
-        from ecom_infra import cli, release  # noqa: F401, PLC0415
-
-        region = stack_config(fleet.stack).get("aws:region", "us-east-1")
-        for service in MOTO_SERVICES:
-            moto.client(fleet.endpoint, service, region)
-
-
 def up(fleet: LocalFleet) -> int:
     started = time.monotonic()
     fleet.state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    warm_up = threading.Thread(target=_warm_up, args=(fleet,), name="warm-up", daemon=True)
-    warm_up.start()
     keys = Keys.load(fleet)
     running = fleet_spec.load_saved(fleet.name)
     spec = start_or_grow(fleet_spec_from(fleet, fleet_shape(fleet, keys, running), running), running, fleet.state)
     with SshRunner(log=lambda line: None) as ssh:
         conns = log_in(ssh, spec, keys, [host.name for host in spec.hosts])
         tags = publish_origin(fleet, keys, spec, fleet.state, ssh, conns[fleet.git_name])
-    warm_up.join()                   # from here on one thread uses boto3 (a session is not thread-safe)
-    from ecom_infra import release  # noqa: PLC0415
+    from ecom_infra import release  # noqa: PLC0415 - boto3: only `up` talks to moto
 
     # One boto3 session for the rest: moto's clients and the release verbs' S3 client (see release.one_session).
     with release.one_session(moto.session()):
