@@ -17,7 +17,8 @@ What `up` does, each stage printed as it goes:
  4. moto gets the sha bucket and, if it has none yet, a sha file staged with
     `ecom-deploy stage` at each app's first version;
  5. the plan runs again against moto (instances, Elastic IP and its association become
-    real moto state) and the executor runs its remote commands on the hosts over SSH;
+    real moto state), or a plan an earlier up kept is reused when nothing it read changed
+    (fleet/plan_cache.py), and the executor runs its remote commands on the hosts over SSH;
  6. the EIP emulation follows the plan's allocation, and the last line is the endpoint.
 
 Why over ~400 lines: it is the `make up` sequence end to end, one function per stage above, read top
