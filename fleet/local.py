@@ -485,7 +485,7 @@ def deploying_plan(fleet: LocalFleet, keys: Keys) -> dict:
         plan = offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides,
                                 mocks=mocks).to_dict(reveal_secrets=True)
         text = json.dumps(plan, indent=1, sort_keys=True)
-        if not mocks.reads.wrote:
+        if mocks.reads.keepable:
             plan_cache.store(cache, static, mocks.reads.digest(), mocks.reads.queries(), text)
     for warning in plan["warnings"]:
         say("plan", f"warning: {warning}")

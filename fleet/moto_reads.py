@@ -57,11 +57,19 @@ class MotoReads:
     def __init__(self) -> None:
         self.answers: dict[str, str] = {}      # canonical query -> canonical answer
         self.wrote = False
+        self.moved = False                     # a query asked twice got two answers (moto changed meanwhile)
         self._lock = threading.Lock()
 
     def record(self, query: list, answer: object) -> None:
+        key, value = _canonical(query), _canonical(answer)
         with self._lock:
-            self.answers[_canonical(query)] = _canonical(answer)
+            self.moved |= self.answers.get(key, value) != value
+            self.answers[key] = value
+
+    @property
+    def keepable(self) -> bool:
+        """Whether a plan made from these reads may be reused: it wrote nothing, and each query had one answer."""
+        return not self.wrote and not self.moved
 
     def queries(self) -> list[list]:
         return [json.loads(query) for query in sorted(self.answers)]
