@@ -12,10 +12,17 @@ POSTs of all sent, and the slowest served answer (one that waited for puma's boo
 request, as a browser would, and sends the next one 50 ms after an answer.
 Needs root; starts the fleet and takes it down again.
 
+`--phases` measures instead where a restart's time goes on that server, with no client: `systemctl stop` of puma
+(graceful) and from `systemctl start` to the first 200 through nginx (puma's boot; the request waits in the socket),
+3 rounds each, for puma as deployed and for variants of its config applied by hand on the host (then undone), and
+how long Ruby, bundler and the app's environment take to load on their own.
+
     .venv/bin/python bench/restart.py            (as root; about 3 minutes)
+    .venv/bin/python bench/restart.py --phases   (as root; about 3 minutes)
 """
 from __future__ import annotations
 
+import shlex
 import sys
 import threading
 import time
@@ -104,9 +111,66 @@ def report(result: Restart) -> None:
           f"{'; e.g. ' + result.errors[0] if result.errors else ''}", flush=True)
 
 
+PUMA_RB = "/srv/www/ecom-platform/config/puma.rb"
+DROP_IN = f"/etc/systemd/system/{UNIT}.d/bench.conf"
+# Each variant: a root script that changes puma's config on the host (undone by UNDO).
+VARIANTS = {
+    "as deployed": ":",
+    "preload_app!": f"cp {PUMA_RB} {PUMA_RB}.bench && echo 'preload_app!' >> {PUMA_RB}",
+    "single mode (workers 0)": f"cp {PUMA_RB} {PUMA_RB}.bench && echo 'workers 0' >> {PUMA_RB}",
+    "ruby -rbundler/setup (no bundle exec)":
+        f"mkdir -p {DROP_IN.rsplit('/', 1)[0]} && printf '[Service]\\nExecStart=\\nExecStart=/usr/bin/ruby "
+        f"-rbundler/setup /usr/bin/puma -C {PUMA_RB}\\n' > {DROP_IN} && systemctl daemon-reload",
+}
+UNDO = (f"if [ -e {PUMA_RB}.bench ]; then mv {PUMA_RB}.bench {PUMA_RB}; fi; "
+        f"if [ -e {DROP_IN} ]; then rm -f {DROP_IN}; systemctl daemon-reload; fi")
+# One restart, timed in ms: the stop, then the start until nginx answers 200 through the socket.
+TIMED_RESTART = f"""
+ms() {{ echo $(( ${{EPOCHREALTIME//[!0-9]/}} / 1000 )); }}
+log=/srv/www/ecom-platform/shared/log/puma.stdout.log
+t0=$(ms); systemctl stop {UNIT}; t1=$(ms); size=$(stat -c %s "$log"); systemctl start {UNIT}
+until curl -sf -o /dev/null --max-time 30 -H 'Host: {SHOP}' http://127.0.0.1/health; do sleep 0.02; done
+t2=$(ms)
+booted=$(tail -c +"$((size + 1))" "$log" | grep -o 'booted in [0-9.]*s' | tail -n 1)
+echo "$((t1 - t0)) $((t2 - t1)) worker ${{booted:-not forked}}"
+"""
+# What loading costs on its own, as the deploy user in the live release: ms per command (best of 3).
+LOADS = {
+    "ruby -e 0": "ruby -e 0",
+    "bundle exec ruby -e 0": "bundle exec ruby -e 0",
+    "ruby -rbundler/setup -e 0": "ruby -rbundler/setup -e 0",
+    "bundle exec ruby -r ./config/environment -e 0 (Rails, eager load)":
+        "RAILS_ENV=production bundle exec ruby -r ./config/environment -e 0",
+}
+
+
+def phases(platform: Platform) -> None:
+    for name, command in LOADS.items():
+        best = platform.on_host(SERVER, f"""cd /srv/www/ecom-platform/current
+best=""; for _ in 1 2 3; do t0=${{EPOCHREALTIME//[!0-9]/}}
+runuser -u deploy -- bash -c {shlex.quote(command)} >/dev/null 2>&1 || echo failed
+ms=$(( (${{EPOCHREALTIME//[!0-9]/}} - t0) / 1000 )); if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
+done; echo "$best" """).split()[-1]
+        print(f"load, {name}: {best} ms", flush=True)
+    for variant, change in VARIANTS.items():
+        platform.on_host(SERVER, change)
+        try:
+            platform.on_host(SERVER, TIMED_RESTART)          # the variant takes effect (not counted)
+            for _ in range(3):
+                stop_ms, start_ms, booted = platform.on_host(SERVER, TIMED_RESTART).strip().split(" ", 2)
+                print(f"puma on {SERVER}, {variant}: stop {int(stop_ms) / 1000:.2f} s, start to first 200 "
+                      f"{int(start_ms) / 1000:.2f} s (puma: {booted})", flush=True)
+        finally:
+            platform.on_host(SERVER, UNDO)
+    platform.on_host(SERVER, TIMED_RESTART)
+
+
 def main() -> int:
     with fresh_platform() as platform:
         platform.local("up")
+        if "--phases" in sys.argv[1:]:
+            phases(platform)
+            return 0
         for way in WAYS:
             for _ in range(3):
                 report(restart(platform, way))
