@@ -10,6 +10,7 @@ a POST once nginx answered, so POSTs show what a restart costs: the app has no P
 any answer below 500 was served by puma; a 5xx or no answer is a failed request. Printed per way: failed GETs and
 POSTs of all sent, and the slowest served answer (one that waited for puma's boot). The client waits up to 15 s per
 request, as a browser would, and sends the next one 50 ms after an answer.
+Then three rolling deploys of ecom-platform (`make up` after staging a code change) under the same client.
 Needs root; starts the fleet and takes it down again.
 
 `--phases` measures instead where a restart's time goes on that server, with no client: `systemctl stop` of puma
@@ -28,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fleet.probe import Platform, fresh_platform
@@ -68,8 +70,10 @@ def ask(platform: Platform, method: str, timeout_s: float) -> int:
         return exc.code
 
 
-def restart(platform: Platform, way: str, after_s: float = 3.0, timeout_s: float = 15.0) -> Restart:
-    """Restart puma on SERVER the given way under a steady client; watch until puma answers again + `after_s`."""
+def under_client(platform: Platform, label: str, action: Callable[[], None], after_s: float = 3.0,
+                 timeout_s: float = 15.0) -> Restart:
+    """Run `action` under a steady client alternating GET and POST through the EIP, from 1 s before to `after_s`
+    after it."""
     results: list[tuple[str, bool, float, str]] = []
     stop = threading.Event()
 
@@ -90,10 +94,7 @@ def restart(platform: Platform, way: str, after_s: float = 3.0, timeout_s: float
     thread.start()
     try:
         time.sleep(1.0)
-        platform.on_host(SERVER, WAYS[way])
-        # Until puma on this server answers its own health check again (nginx on the host, through the socket).
-        platform.on_host(SERVER, "for _ in $(seq 1 600); do curl -sf -o /dev/null --max-time 5 "
-                                 "-H 'Host: shop.ecom.test' http://127.0.0.1/health && exit 0; sleep 0.1; done; exit 1")
+        action()
         time.sleep(after_s)
     finally:
         stop.set()
@@ -102,11 +103,32 @@ def restart(platform: Platform, way: str, after_s: float = 3.0, timeout_s: float
     slowest = max((seconds for _, ok, seconds, _ in results if ok), default=0.0)
     failed_gets = sum(1 for m, ok, _, _ in results if m == "GET" and not ok)
     failed_posts = sum(1 for m, ok, _, _ in results if m == "POST" and not ok)
-    return Restart(way, failed_gets, failed_posts, len(results), slowest, tuple(failed[:5]))
+    return Restart(label, failed_gets, failed_posts, len(results), slowest, tuple(failed[:5]))
+
+
+def restart(platform: Platform, way: str, after_s: float = 3.0, timeout_s: float = 15.0) -> Restart:
+    """Restart puma on SERVER the given way under the client; watch until puma answers again + `after_s`."""
+    def action() -> None:
+        platform.on_host(SERVER, WAYS[way])
+        # Until puma on this server answers its own health check again (nginx on the host, through the socket).
+        platform.on_host(SERVER, "for _ in $(seq 1 600); do curl -sf -o /dev/null --max-time 5 "
+                                 "-H 'Host: shop.ecom.test' http://127.0.0.1/health && exit 0; sleep 0.1; done; exit 1")
+    return under_client(platform, way, action, after_s, timeout_s)
+
+
+def deploy(platform: Platform, tag: str, after_s: float = 3.0) -> Restart:
+    """A rolling deploy of ecom-platform's `tag` (`make up`: both servers, as the stack's drainRestarts says) under
+    the client."""
+    platform.stage("ecom-platform", tag)
+
+    def action() -> None:
+        platform.local("up")
+    return under_client(platform, f"deploy of {tag}", action, after_s)
 
 
 def report(result: Restart) -> None:
-    print(f"puma restart on {SERVER}, no drain, {result.way}: failed {result.failed_get} GET + {result.failed_post} "
+    what = result.way if result.way.startswith("deploy") else f"puma restart on {SERVER}, no drain, {result.way}"
+    print(f"{what}: failed {result.failed_get} GET + {result.failed_post} "
           f"POST of {result.requests}; slowest served answer {result.slowest_s:.2f} s"
           f"{'; e.g. ' + result.errors[0] if result.errors else ''}", flush=True)
 
@@ -181,6 +203,8 @@ def main() -> int:
         for way in WAYS:
             for _ in range(3):
                 report(restart(platform, way))
+        for tag in ("code-change", "r1", "r2"):
+            report(deploy(platform, tag))
     return 0
 
 

@@ -14,7 +14,7 @@ import pytest
 from bench.failover import PEER, failovers, rolling
 from bench.noop import noop_runs
 from bench.noop import report as report_noop
-from bench.restart import SERVER, SOCKET, report, restart
+from bench.restart import SERVER, SOCKET, deploy, report, restart
 from fleet import spec as fleet_spec
 from fleet.local import FLEET_NAME
 from fleet.probe import Platform
@@ -84,6 +84,17 @@ def test_an_undrained_restart_with_the_socket_held_fails_no_request():
     report(held)
     assert held.failed == 0, held
     assert held.requests > 20
+
+
+def test_an_undrained_deploy_fails_no_get_and_no_post():
+    """POSTs are never replayed by HAProxy: with no drain, every POST that reached a restarting server waited in
+    its socket and was served (the test above shows they fail when the socket is closed)."""
+    result = deploy(P, "r1")
+    report(result)
+    assert result.failed == 0, result
+    assert result.requests > 20
+    assert "version r1" in P.get("shop.ecom.test")[1]
+    assert "no drain" in P.step_output("ecom-platform-1-release-publish")
 
 
 def test_an_undrained_restart_that_closes_the_socket_fails_requests():
