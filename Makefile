@@ -8,7 +8,7 @@ STACK ?= staging
 # so what an EC2 Debian image has and the hosts use comes from here too (dbus: systemctl as a non-root user;
 # cloud-init boots the instance hosts from their user data; nftables: the user data's metadata-service rule).
 APT_PACKAGES := shellcheck haproxy keepalived nginx-light openssh-server openssh-client iproute2 iptables \
-	git curl sudo socat ruby ruby-rails puma ruby-sprockets-rails ruby-sqlite3 bundler python3-boto3 systemd dbus \
+	git curl sudo socat ruby ruby-rails puma ruby-sprockets-rails ruby-sqlite3 ruby-bootsnap bundler python3-boto3 systemd dbus \
 	util-linux procps openssl cloud-init nftables
 # Debian's Capistrano, for bench/capistrano.py only (it installs it too, but a fresh root has no network then).
 BENCH_APT_PACKAGES := capistrano

@@ -6,9 +6,10 @@ restart in batches of `apps[].restartBatch` (default all but one), each batch af
     builds of all servers -> publish(batch 1) -> publish(batch 2) -> ...
 
 A build that fails stops the deploy before any server restarts; a publish that fails stops it before the next
-batch. Under systemd puma's socket outlives the restart (requests wait for the new puma): the drain then skips its
-wait for HAProxy's checks, and `apps[].drainRestarts: false` skips the drain itself unless the publish re-creates
-the socket.
+batch. Under systemd puma's socket outlives the restart (requests, HAProxy's checks included, wait in it for the
+new puma), so by default (`apps[].drainRestarts: false`) such a publish is not drained, and it holds for HAProxy's
+checks only when requests waited longer than their timeout; a publish that re-creates the socket, or on a host
+without systemd, is drained.
 
 The drain is not a step on the HAProxy nodes (the engine starts no step after a failure, so a `ready` step after a
 failed publish would never run): each app server runs an agent HAProxy asks at every check, and the publish holds

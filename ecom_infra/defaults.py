@@ -21,7 +21,9 @@ APP_HEALTH_CHECK_PATH = "/health"
 APP_HEALTH_CHECK_TIMEOUT = 60       # seconds the deploy waits for a healthy app
 APP_PUMA_WORKERS = 2
 APP_PUMA_THREADS = 5                # puma's max threads (its min stays PUMA_THREADS_MIN)
-APP_DRAIN_RESTARTS = True
+# No HAProxy drain around a restart that keeps puma's socket (requests wait in it; 0 failed on the fleet):
+# the drain stays for a publish that re-creates the socket and for hosts without systemd.
+APP_DRAIN_RESTARTS = False
 # What every release linked before these were settings (Capistrano's linked_dirs for a Rails app).
 # `public/assets` is not among them: it always links to shared/assets, where the asset cleanup and
 # the manifest copies in meta/ look.

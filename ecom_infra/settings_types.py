@@ -43,7 +43,7 @@ class App:
     puma_workers: int
     puma_threads: int
     restart_batch: int = 1   # servers whose puma restarts at once; default: all but one (parse_app)
-    drain_restarts: bool = True   # False: restarts that keep puma's socket skip the HAProxy drain
+    drain_restarts: bool = D.APP_DRAIN_RESTARTS   # True: drain even restarts that keep puma's socket
     linked_dirs: tuple[str, ...] = D.APP_LINKED_DIRS   # release paths linked to the same path under shared/
     linked_files: tuple[str, ...] = D.APP_LINKED_FILES
     env: tuple[tuple[str, str], ...] = ()   # plain variables from the stack file, sorted by name

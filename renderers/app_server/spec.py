@@ -72,7 +72,7 @@ class AppServerSpec:
     bundle_local: bool = D.RUBY_BUNDLE_LOCAL
     """`bundle install --local` against the gems Debian installed (no rubygems.org); else
     `deployment` mode into shared/bundle from the Gemfile's source."""
-    gem_packages: tuple[str, ...] = ("ruby-rails", "puma", "ruby-sprockets-rails", "ruby-sqlite3")
+    gem_packages: tuple[str, ...] = ("ruby-rails", "puma", "ruby-sprockets-rails", "ruby-sqlite3", "ruby-bootsnap")
     """Debian packages that provide the app's gems when `bundle_local`."""
     rails_env: str = D.RAILS_ENV
     datadog_enabled: bool = False

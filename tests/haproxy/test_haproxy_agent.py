@@ -141,17 +141,38 @@ def test_an_undrained_publish_that_fails_passes_its_status_on(lab):
 
 
 def test_a_drained_publish_that_keeps_the_socket_skips_the_wait_for_checks(lab):
-    """Socket kept and a quick restart: HAProxy's checks never failed, so no settle wait; re-created: the wait."""
+    """Socket kept and requests waited under HAProxy's check timeout (as the step reports): its checks never
+    failed, no hold; a longer wait, a step that reports nothing, or a re-created socket: the hold."""
     flag = lab.directory / "socket-changed"
-    for exists, least, most in ((False, 1.0, 1.0 + CHECKS.interval_s * (CHECKS.rise + 1)), (True, 3.0, 30.0)):
-        if exists:
+    hold = CHECKS.interval_s * (CHECKS.rise + 1)        # settle = (rise + 1) * interval = 2 s here
+    cases = (("900", False, False), ("5000", False, True), (None, False, True), ("900", True, True))
+    for waited, recreated, holds in cases:
+        flag.unlink(missing_ok=True)
+        if recreated:
             flag.touch()
+        tell = f'echo {waited} > "$ECOM_RESTART_WAIT_FILE"; ' if waited is not None else ""
         started = time.monotonic()
-        # The step takes 1 s: with the 0.6 s heard wait before it, more than a clock that started too early allows.
-        run = lab.publish("sleep 1; echo published", socket_flag=str(flag))
+        run = lab.publish(f"{tell}sleep 1; echo published", socket_flag=str(flag))
         output, _ = run.communicate(timeout=30)
         took = time.monotonic() - started
         assert run.returncode == 0 and "127.0.0.1 drain" in output, output
-        # settle = (rise + 1) * interval = 2 s here; the heard waits are 2 * 0.2 + 0.2 s each.
+        assert ("holding" in output) is holds and ("no hold" in output) is not holds, output
+        # the heard waits are 2 * 0.2 + 0.2 s each, before and after the step.
         heard = 2 * (2 * lab.agent.inter_ms + 200) / 1000
-        assert least + heard <= took < most + heard, (exists, took)
+        least = 1.0 + heard + (hold if holds else 0)
+        assert least <= took < least + hold - 0.5, (waited, recreated, took)
+
+
+def test_an_undrained_publish_holds_only_when_requests_waited_past_the_check_timeout(lab):
+    """drain_always False, socket kept: a restart that kept requests waiting 5 s or more may have let HAProxy's
+    checks fail, so the publish holds until they can have seen the server UP; under that, it ends at once."""
+    flag = lab.directory / "socket-changed"
+    for waited, holds in (("4999", False), ("5000", True)):
+        started = time.monotonic()
+        run = lab.publish(f'echo {waited} > "$ECOM_RESTART_WAIT_FILE"; echo published', socket_flag=str(flag),
+                          drain_always=False)
+        output, _ = run.communicate(timeout=30)
+        took = time.monotonic() - started
+        assert run.returncode == 0 and "no drain" in output, output
+        assert ("holding" in output) is holds, output
+        assert (took >= CHECKS.interval_s * (CHECKS.rise + 1)) is holds, (waited, took)

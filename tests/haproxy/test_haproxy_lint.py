@@ -44,7 +44,11 @@ def all_scripts() -> dict[str, str]:
         for step in haproxy_node_steps(node, BACKENDS):
             scripts[f"{variant}/{step.name}"] = step.create
     scripts["haproxy-agent"] = agent_step().create
-    scripts["drained-publish"] = drained(Step("release-publish", "#!/bin/bash\necho publish\n")).create
+    publish = Step("release-publish", "#!/bin/bash\necho publish\n")
+    scripts["drained-publish"] = drained(publish).create
+    scripts["drained-publish/socket"] = drained(publish, socket_flag="/srv/www/app/.socket-changed").create
+    scripts["drained-publish/socket, no drain"] = drained(publish, socket_flag="/srv/www/app/.socket-changed",
+                                                          drain_always=False).create
     return scripts
 
 

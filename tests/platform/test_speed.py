@@ -14,7 +14,7 @@ import pytest
 from bench.failover import PEER, failovers, rolling
 from bench.noop import noop_runs
 from bench.noop import report as report_noop
-from bench.restart import SERVER, SOCKET, report, restart
+from bench.restart import SERVER, SOCKET, deploy, report, restart
 from fleet import spec as fleet_spec
 from fleet.local import FLEET_NAME
 from fleet.probe import Platform
@@ -22,6 +22,7 @@ from fleet.probe import Platform
 pytestmark = pytest.mark.fleet
 
 P = Platform()
+FIRST_PUBLISH: dict[str, str] = {}     # each ecom-platform server's release-publish output in the first deploy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -30,6 +31,8 @@ def platform():
         pytest.fail(f"fleet {FLEET_NAME!r} is already up on this machine: run `make down` first")
     try:
         P.local("up")
+        for server in ("ecom-platform-1", "ecom-platform-2"):
+            FIRST_PUBLISH[server] = P.step_output(f"{server}-release-publish")
         yield P
     finally:
         P.local("down", check=False)
@@ -45,13 +48,23 @@ def test_failover_outage_is_at_most_1_5_s_and_the_eip_moves_once_per_stop():
     assert statistics.median(r.outage_s for r in results) <= 1.5, results
 
 
-def test_a_code_change_rolls_out_drained_with_no_failed_request_and_no_wait_for_checks():
+def test_the_first_deploy_creates_pumas_socket_drained():
+    """A publish that re-creates the socket (here: the first, where systemd takes it over) is still drained."""
+    for server, published in FIRST_PUBLISH.items():
+        assert "socket is re-created: drained on the HAProxy nodes" in published, (server, published)
+        assert "HAProxy agent answers since the change: " in published and " drain" in published, published
+
+
+def test_a_code_change_rolls_out_undrained_with_no_failed_request_and_no_hold():
+    """drainRestarts default (false): the socket is kept, so no drain, and requests waited less than HAProxy's
+    check timeout, so no hold for its checks either; a steady client (GET) through the EIP sees no failure."""
     seconds, failed, requests, out = rolling(P)
     assert failed == 0 and requests > 20, (failed, requests)
     for server in ("ecom-platform-1", "ecom-platform-2"):
         published = P.step_output(f"{server}-release-publish")
-        assert "HAProxy agent answers since the change" in published      # drained (drainRestarts default)
-        assert "socket is re-created" not in published        # the first deploy made it; this one keeps it
+        assert "puma's socket is kept across the restart: no drain" in published, published
+        assert "HAProxy agent answers" not in published and "holding" not in published, published
+        assert "under HAProxy's check timeout: no hold" in published, published
     assert "version code-change" in P.get("shop.ecom.test")[1]
 
 
@@ -71,6 +84,17 @@ def test_an_undrained_restart_with_the_socket_held_fails_no_request():
     report(held)
     assert held.failed == 0, held
     assert held.requests > 20
+
+
+def test_an_undrained_deploy_fails_no_get_and_no_post():
+    """POSTs are never replayed by HAProxy: with no drain, every POST that reached a restarting server waited in
+    its socket and was served (the test above shows they fail when the socket is closed)."""
+    result = deploy(P, "r1")
+    report(result)
+    assert result.failed == 0, result
+    assert result.requests > 20
+    assert "version r1" in P.get("shop.ecom.test")[1]
+    assert "no drain" in P.step_output("ecom-platform-1-release-publish")
 
 
 def test_an_undrained_restart_that_closes_the_socket_fails_requests():
