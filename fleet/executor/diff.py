@@ -37,6 +37,11 @@ class Action:
         return self.stored
 
 
+# Reasons that say where a delete belongs in a run (run.py groups the steps by them).
+PENDING_DELETE = "left pending by an earlier run"
+DELETE_BEFORE_REPLACE = "replaced (delete before replace)"
+
+
 def empty_state(plan: Mapping | None = None) -> dict:
     plan = plan or {}
     return {"version": STATE_VERSION, "project": plan.get("project"), "stack": plan.get("stack"),
@@ -87,7 +92,7 @@ def diff_plan(plan: Mapping, state: Mapping | None) -> list[Action]:
 def _diff(plan: Mapping, state: Mapping | None) -> tuple[list[Action], list[RemoteResource]]:
     state = state or empty_state(plan)
     stored: Mapping[str, Mapping] = state.get("resources", {})
-    actions = [_delete_action(entry, "left pending by an earlier run")
+    actions = [_delete_action(entry, PENDING_DELETE)
                for entry in _reverse_dependency_order(list(state.get("pending_deletes", [])))]
     final_deletes: list[Mapping] = []
     planned = remote_resources(plan)
@@ -98,7 +103,7 @@ def _diff(plan: Mapping, state: Mapping | None) -> tuple[list[Action], list[Remo
             continue
         if _canonical(old["inputs"].get("triggers")) != _canonical(resource.inputs.get("triggers")):
             if resource.delete_before_replace:
-                actions.append(_delete_action(old, "replaced (delete before replace)"))
+                actions.append(_delete_action(old, DELETE_BEFORE_REPLACE))
             else:
                 final_deletes.append(old)
             actions.append(Action("replace", resource.urn, resource.name, resource.host, "triggers changed",

@@ -1,16 +1,18 @@
-"""`run_plan`: the steps of the diff, one at a time over SSH, with progress lines and the state kept current."""
+"""`run_plan`: the steps of the diff over SSH, in parallel where the plan's dependencies allow (as the engine runs
+them), with progress lines and the state kept current."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from ecom_infra.errors import ConfigError
 from fleet.ssh.errors import SshError
 from fleet.ssh.runner import SshRunner
 
-from .diff import Action, _diff, empty_state
+from .diff import DELETE_BEFORE_REPLACE, PENDING_DELETE, Action, _diff, empty_state
 from .redact import _secrets, redact
 from .report import RunReport, StepFailed, StepReport, _summary
 from .resources import RemoteResource
@@ -18,6 +20,8 @@ from .state import LAST_RUN_FAILED, LAST_RUN_OK, LAST_RUN_RUNNING, _locked, load
 from .steps import Log, _CommandExit, _Run
 
 STDERR_TAIL_LINES = 20
+# The engine's --parallel is unbounded by default; this only bounds the threads of a very large run.
+MAX_PARALLEL = 64
 
 
 def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
@@ -54,12 +58,12 @@ def run_plan(plan: dict, state_path: Path, *, log: Log = print) -> RunReport:
         set_last_run(state, state_path, LAST_RUN_RUNNING)     # what a killed run leaves
         with SshRunner(log) as ssh:
             run = _Run(state, state_path, ssh, log)
-            try:
-                for action in actions:
-                    _run_step(run, action, report, log, started)
-            except StepFailed:
+            failure = _run_actions(run, actions, planned, report, log)
+            if failure is not None:
                 set_last_run(state, state_path, LAST_RUN_FAILED)
-                raise
+                report.seconds = time.monotonic() - started
+                log(_summary(report, failed=True))
+                raise failure
         _refresh_unchanged(state, planned, state_path)
         set_last_run(state, state_path, LAST_RUN_OK)
         report.seconds = time.monotonic() - started
@@ -67,7 +71,104 @@ def run_plan(plan: dict, state_path: Path, *, log: Log = print) -> RunReport:
         return report
 
 
-def _run_step(run: _Run, action: Action, report: RunReport, log: Log, started: float) -> None:
+def _groups(actions: Sequence[Action]) -> tuple[list[Action], list[list[Action]], list[Action]]:
+    """(pending deletes, the changes as one job per resource, the final deletes), in the diff's order. A job is
+    one create, update or replace, or a delete-before-replace's delete and then its replace."""
+    pending = [a for a in actions if a.kind == "delete" and a.reason == PENDING_DELETE]
+    rest = actions[len(pending):]
+    jobs: list[list[Action]] = []
+    finals: list[Action] = []
+    for index, action in enumerate(rest):
+        if action.kind != "delete":
+            if jobs and jobs[-1][-1].kind == "delete" and jobs[-1][-1].urn == action.urn:
+                jobs[-1].append(action)
+            else:
+                jobs.append([action])
+        elif action.reason == DELETE_BEFORE_REPLACE:
+            jobs.append([action])
+        else:
+            finals = list(rest[index:])
+            break
+    return pending, jobs, finals
+
+
+def _waits_for(jobs: list[list[Action]], planned: Sequence[RemoteResource]) -> list[set[int]]:
+    """Per job, the jobs it must wait for: those of every resource it depends on, directly or through unchanged
+    ones (the engine's step for an unchanged resource completes only after its own dependencies)."""
+    depends = {resource.urn: resource.dependencies for resource in planned}
+    job_of = {job[-1].urn: index for index, job in enumerate(jobs)}
+    closure: dict[str, set[str]] = {}
+
+    def upstream(urn: str) -> set[str]:
+        if urn not in closure:
+            closure[urn] = set()   # the plan's graph is acyclic (resources.py checks it)
+            for dep in depends.get(urn, ()):
+                closure[urn] |= {dep} | upstream(dep)
+        return closure[urn]
+
+    return [{job_of[urn] for urn in upstream(job[-1].urn) if urn in job_of} for job in jobs]
+
+
+def _run_actions(run: _Run, actions: Sequence[Action], planned: Sequence[RemoteResource], report: RunReport,
+                 log: Log) -> BaseException | None:
+    """Run the diff's steps as the engine does; returns the first failure, if any.
+
+    Pending deletes first, one after the other; then every create, update and replace whose dependencies are
+    done, all at once (as `pulumi up`, whose --parallel is unbounded by default); then the final deletes in
+    reverse dependency order, one after the other. After a failure no new step starts, the steps already
+    running finish (and are recorded), and the run fails with the first failure."""
+    pending, jobs, finals = _groups(actions)
+    failure: BaseException | None
+    for action in pending:
+        failure = _attempt(run, [action], report, log)
+        if failure is not None:
+            return failure
+    failure = _run_graph(run, jobs, _waits_for(jobs, planned), report, log)
+    if failure is not None:
+        return failure
+    for action in finals:
+        failure = _attempt(run, [action], report, log)
+        if failure is not None:
+            return failure
+    return None
+
+
+def _run_graph(run: _Run, jobs: list[list[Action]], waits: list[set[int]], report: RunReport,
+               log: Log) -> BaseException | None:
+    waiting = set(range(len(jobs)))
+    done: set[int] = set()
+    failure: BaseException | None = None
+    running: dict[Future, int] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), MAX_PARALLEL))) as pool:
+        while True:
+            if failure is None:
+                for index in sorted(index for index in waiting if waits[index] <= done):
+                    waiting.discard(index)
+                    running[pool.submit(_attempt, run, jobs[index], report, log)] = index
+            if not running:
+                return failure
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = running.pop(future)
+                raised = future.exception()     # not a StepFailed: a defect, raised after the others finish
+                error = raised if raised is not None else future.result()
+                if error is None:
+                    done.add(index)
+                elif failure is None:
+                    failure = error
+
+
+def _attempt(run: _Run, job: list[Action], report: RunReport, log: Log) -> StepFailed | None:
+    """Run a job's steps in order; the StepFailed of the one that failed, or None."""
+    try:
+        for action in job:
+            _run_step(run, action, report, log)
+    except StepFailed as failed:
+        return failed
+    return None
+
+
+def _run_step(run: _Run, action: Action, report: RunReport, log: Log) -> None:
     prefix = f"[executor] {action.host} {action.name}: {action.kind}"
     log(f"{prefix} ... ({action.reason})")
     step_started = time.monotonic()
@@ -87,8 +188,6 @@ def _run_step(run: _Run, action: Action, report: RunReport, log: Log, started: f
             log(f"{prefix} FAILED (before the command ran, {seconds:.1f} s)")
             detail = str(err)
         report.steps.append(StepReport(action.kind, action.name, action.host, seconds, False, exit_code))
-        report.seconds = time.monotonic() - started
-        log(_summary(report, failed=True))
         message = redact(f"{action.kind} of {action.name} on {action.host} failed: {detail}", secrets)
         raise StepFailed(message, report=report, action=action, exit_code=exit_code) from None
     seconds = time.monotonic() - step_started

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -28,13 +29,15 @@ class _CommandExit(Exception):
 
 
 class _Run:
-    """One run of the executor: holds the state and records each step the moment it succeeds."""
+    """One run of the executor: holds the state and records each step the moment it succeeds. Steps run in
+    threads; the remote work runs unlocked, the record and the state file write under one lock."""
 
     def __init__(self, state: dict, state_path: Path, ssh: SshRunner, log: Log):
         self.state = state
         self.state_path = state_path
         self.ssh = ssh
         self.log = log
+        self._lock = threading.Lock()
 
     def _new_entry(self, resource: RemoteResource, outputs: Mapping[str, str], serial: int | None = None) -> dict:
         if serial is None:  # a new resource; an updated one keeps its serial
@@ -47,23 +50,36 @@ class _Run:
 
     def execute(self, action: Action) -> None:
         """Run the action's remote work, then record it; raises _CommandExit or SshError on failure."""
-        resources = self.state["resources"]
         if action.kind == "delete":
             self._delete(action.recorded)
-            serial = action.recorded["serial"]
-            if resources.get(action.urn, {}).get("serial") == serial:
-                del resources[action.urn]
-            self.state["pending_deletes"] = [entry for entry in self.state["pending_deletes"]
-                                             if entry["serial"] != serial]
+            with self._lock:
+                self._record_delete(action)
         elif action.kind == "update":
             outputs = self._update(action.planned, action.recorded)
-            resources[action.urn] = self._new_entry(action.planned, outputs, action.recorded["serial"])
+            with self._lock:
+                self.state["resources"][action.urn] = self._new_entry(action.planned, outputs,
+                                                                      action.recorded["serial"])
+                save_state(self.state_path, self.state)
         else:  # create, or replace: the new resource is created; the old one is deleted first or at the end
             outputs = self._create(action.planned)
-            old = resources.get(action.urn)
-            if old is not None:  # create-before-delete: the old one now waits for its delete
-                self.state["pending_deletes"].append(old)
-            resources[action.urn] = self._new_entry(action.planned, outputs)
+            with self._lock:
+                self._record_create(action, outputs)
+
+    def _record_delete(self, action: Action) -> None:
+        resources = self.state["resources"]
+        serial = action.recorded["serial"]
+        if resources.get(action.urn, {}).get("serial") == serial:
+            del resources[action.urn]
+        self.state["pending_deletes"] = [entry for entry in self.state["pending_deletes"]
+                                         if entry["serial"] != serial]
+        save_state(self.state_path, self.state)
+
+    def _record_create(self, action: Action, outputs: Mapping[str, str]) -> None:
+        resources = self.state["resources"]
+        old = resources.get(action.urn)
+        if old is not None:  # create-before-delete: the old one now waits for its delete
+            self.state["pending_deletes"].append(old)
+        resources[action.urn] = self._new_entry(action.planned, outputs)
         save_state(self.state_path, self.state)
 
     # The three lifecycle calls, as the provider's Create / Update / Delete do them.

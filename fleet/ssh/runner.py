@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,8 @@ class _Master:
     log_file: Path
     process: subprocess.Popen | None = None
     probed: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
+    # Steps on one host may run at once (the executor runs independent steps in threads): one dial at a time.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class SshRunner:
@@ -53,6 +56,7 @@ class SshRunner:
         self._dir: Path | None = None
         self._socket_dir: Path | None = None
         self._masters: dict[tuple, _Master] = {}
+        self._masters_lock = threading.Lock()
 
     def __enter__(self) -> SshRunner:
         if not self._ssh:
@@ -91,8 +95,10 @@ class SshRunner:
         """
         env = dict(env or {})
         optional_env = {k: v for k, v in (optional_env or {}).items() if v}
-        master = self._connected_master(conn)
-        self._check_env_accepted(conn, master, env, optional_env)
+        master = self._master(conn)
+        with master.lock:
+            self._connected_master(conn)
+            self._check_env_accepted(conn, master, env, optional_env)
         return self._exec(conn, master, command, stdin, {**optional_env, **env})
 
     def connect(self, conns: list[Connection]) -> list[SshError | None]:
@@ -109,7 +115,8 @@ class SshRunner:
 
         def dial(conn: Connection) -> SshError | None:
             try:
-                self._connected_master(conn)
+                with self._master(conn).lock:
+                    self._connected_master(conn)
             except SshError as err:
                 return err
             return None
@@ -122,10 +129,11 @@ class SshRunner:
 
     def _master(self, conn: Connection) -> _Master:
         identity = (conn.host, conn.port, conn.user, conn.private_key, conn.host_key_line)
-        master = self._masters.get(identity)
-        if master is None:
-            master = self._new_master(conn, len(self._masters))
-            self._masters[identity] = master
+        with self._masters_lock:
+            master = self._masters.get(identity)
+            if master is None:
+                master = self._new_master(conn, len(self._masters))
+                self._masters[identity] = master
         return master
 
     def _connected_master(self, conn: Connection) -> _Master:

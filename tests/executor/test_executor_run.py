@@ -94,7 +94,8 @@ def test_first_run_creates_in_dependency_order_with_stdin_env_and_outputs(world,
     )
     report = world.run(the_plan)
 
-    assert world.events() == ["create m-free", "create z-base on alpha", "create a-app"]
+    events = world.events()    # m-free and z-base are independent: they run at once, in either order
+    assert sorted(events[:2]) == ["create m-free", "create z-base on alpha"] and events[2] == "create a-app"
     assert (world.dir / "stdin").read_text() == "line one\nline two\n"
     assert (world.dir / "env").read_text() == "red and 'quoted' $not_expanded"
     assert report.counts == {"create": 3} and report.unchanged == 0 and report.ok
@@ -163,8 +164,8 @@ def test_changed_input_runs_update_or_else_create_with_the_previous_output(world
 
     world.run(the_plan("red", "v1"))
     report = world.run(the_plan("blue", "v2"))
-    assert world.events()[3:] == ["update u1 color=blue prev=out-u1", "create u2 v2 prev=out-u2-v1",
-                                  "update u3 prev=unset"]
+    assert sorted(world.events()[3:]) == ["create u2 v2 prev=out-u2-v1", "update u1 color=blue prev=out-u1",
+                                          "update u3 prev=unset"]     # independent: at once, in any order
     assert report.counts == {"update": 3}
     assert world.state()["resources"][urn("u1")]["outputs"]["stdout"] == "new"
     world.run(the_plan("blue", "v2"))
@@ -211,6 +212,39 @@ def test_a_failing_command_stops_the_run_and_the_rerun_retries_only_it_and_its_d
     assert world.events()[2:] == ["attempt b", "create b", "create c"]
     assert report.counts == {"create": 2} and report.unchanged == 1
     assert world.state()["last_run"] == "ok"
+
+
+def test_independent_steps_run_at_once_and_a_dependant_waits_for_all_of_them(world, alpha, beta):
+    def slow(name: str, server) -> dict:
+        return command(name, world.conn(server), create=world.record(f"start {name}") + "; sleep 1; "
+                       + world.record(f"end {name}"))
+
+    report = world.run(plan(slow("a", alpha), slow("b", beta), slow("c", alpha),
+                            command("d", world.conn(alpha), deps=("a", "b", "c"), create=world.record("create d"))))
+    events = world.events()
+    # All three started before any ended (the engine runs steps whose dependencies are done at once) ...
+    assert sorted(events[:3]) == ["start a", "start b", "start c"]
+    assert sorted(events[3:6]) == ["end a", "end b", "end c"]
+    # ... and the dependant only after every one of them.
+    assert events[6:] == ["create d"]
+    assert report.counts == {"create": 4}
+    assert report.seconds < 2.8    # three 1 s steps, then d: about 1 s at once, over 3 s one after the other
+
+
+def test_after_a_failure_no_new_step_starts_and_the_running_ones_finish_and_are_recorded(world, alpha, beta):
+    the_plan = plan(
+        command("a-fails", world.conn(alpha), create=world.record("attempt a") + "; exit 3"),
+        command("b-slow", world.conn(beta), create="sleep 1; " + world.record("create b")),
+        command("c-after-b", world.conn(beta), deps=("b-slow",), create=world.record("create c")),
+    )
+    failure = world.fail(the_plan)
+    assert str(failure).startswith(f"create of a-fails on {alpha.label} failed: exited 3")
+    # b was running when a failed: it finished and is recorded; c would have been ready only after the failure.
+    assert sorted(world.events()) == ["attempt a", "create b"]
+    assert list(world.state()["resources"]) == [urn("b-slow")]
+    assert world.state()["last_run"] == "failed"
+    assert world.lines[-1].startswith("[executor] stopped by a failure in ") and "1 create" in world.lines[-1]
+    assert ssh_children() == []
 
 
 def test_a_failed_update_keeps_the_old_state_and_is_retried(world, alpha):
