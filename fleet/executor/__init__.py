@@ -2,7 +2,10 @@
 
 The plan (every resource, its inputs and dependencies, made by running the Pulumi program under mocks) says
 what the hosts should have run; the state file says what they did run. `diff_plan` compares the two and lists
-the steps, and `run_plan` runs them over SSH, one at a time:
+the steps, and `run_plan` runs them over SSH as the engine does: every step whose dependencies are done at once
+(in threads; `pulumi up`'s --parallel is unbounded by default), and after a failure no new step starts while the
+running ones finish and are recorded. Deletes left pending by an earlier run go first and the run's final deletes
+last, one at a time (the engine runs those in parallel too, in reverse dependency order):
 
 - a resource new to the plan is created (its `create` runs);
 - a changed `triggers` replaces it: the new `create` runs, and the old resource's `delete` runs with the *old*
@@ -16,7 +19,7 @@ the steps, and `run_plan` runs them over SSH, one at a time:
 `delete` as PULUMI_COMMAND_STDOUT / PULUMI_COMMAND_STDERR, as the provider does.
 
 Each step is recorded in the state file as soon as it succeeds (temp file + rename, mode 600: it holds stored
-inputs, secrets included). A failing step stops the run; the next run retries it and what depends on it. An
+inputs, secrets included). A failing step stops the run (no new step starts); the next run retries it and what depends on it. An
 old resource whose replacement succeeded but whose delete did not happen yet is kept as a *pending delete*
 and deleted first by the next run, as Pulumi does.
 
