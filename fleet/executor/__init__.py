@@ -19,9 +19,9 @@ last, one at a time (the engine runs those in parallel too, in reverse dependenc
 `delete` as PULUMI_COMMAND_STDOUT / PULUMI_COMMAND_STDERR, as the provider does.
 
 Each step is recorded in the state file as soon as it succeeds (temp file + rename, mode 600: it holds stored
-inputs, secrets included). A failing step stops the run (no new step starts); the next run retries it and what depends on it. An
-old resource whose replacement succeeded but whose delete did not happen yet is kept as a *pending delete*
-and deleted first by the next run, as Pulumi does.
+inputs, secrets included). A failing step stops the run (no new step starts); the next run retries it and what
+depends on it. An old resource whose replacement succeeded but whose delete did not happen yet is kept as a
+*pending delete* and deleted first by the next run, as Pulumi does.
 
 Modules: `resources` (the plan's remote resources, validated, in run order), `diff` (plan vs state: the
 steps), `state` (the state file and its lock), `steps` (one step on a host), `report` and `redact` (what a run
