@@ -183,17 +183,7 @@ PROGRAM_FILES = ("__main__.py", "Pulumi.yaml", "components", "ecom_infra", "rend
 
 def shape_inputs(fleet: LocalFleet, overrides: dict[str, str], secrets: dict[str, str]) -> str:
     """Digest of every input of the offline plan that gives the fleet's shape (same digest: same hosts)."""
-    digest = hashlib.sha256(json.dumps([fleet.stack, overrides, secrets, sys.version, plan_cache.installed()],
-                                       sort_keys=True).encode())
-    paths = [PROJECT_DIR / f"Pulumi.{fleet.stack}.yaml"]
-    for name in PROGRAM_FILES:
-        path = PROJECT_DIR / name
-        paths += sorted(path.rglob("*")) if path.is_dir() else [path]
-    for path in paths:
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(f"\0{path.relative_to(PROJECT_DIR)}\0".encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return plan_cache.inputs_digest(PROJECT_DIR, fleet.stack, [fleet.stack, overrides, secrets], PROGRAM_FILES)
 
 
 def fleet_shape(fleet: LocalFleet, keys: Keys, running: fleet_spec.FleetSpec | None) -> dict[str, dict]:

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,13 +40,13 @@ def installed() -> list[str]:
     return names
 
 
-def static_digest(project_dir: Path, stack: str, overrides: dict[str, str], secrets: dict[str, str],
-                  mock_settings: dict) -> str:
-    """Digest of every input of the deploying plan that is not read from moto."""
-    digest = hashlib.sha256(json.dumps([stack, overrides, secrets, mock_settings, sys.version, installed()],
-                                       sort_keys=True).encode())
+def inputs_digest(project_dir: Path, stack: str, values: list, names: Sequence[str]) -> str:
+    """Digest of `values` (as JSON), the Python and the packages installed, the stack file, and every file (but
+    caches) under `names` in the project: what a plan reads besides moto. fleet/local.py digests the fleet's
+    shape with it too."""
+    digest = hashlib.sha256(json.dumps([*values, sys.version, installed()], sort_keys=True).encode())
     paths = [project_dir / f"Pulumi.{stack}.yaml"]
-    for name in PLAN_FILES:
+    for name in names:
         path = project_dir / name
         paths += sorted(path.rglob("*")) if path.is_dir() else [path]
     for path in paths:
@@ -54,6 +54,12 @@ def static_digest(project_dir: Path, stack: str, overrides: dict[str, str], secr
             digest.update(f"\0{path.relative_to(project_dir)}\0".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def static_digest(project_dir: Path, stack: str, overrides: dict[str, str], secrets: dict[str, str],
+                  mock_settings: dict) -> str:
+    """Digest of every input of the deploying plan that is not read from moto."""
+    return inputs_digest(project_dir, stack, [stack, overrides, secrets, mock_settings], PLAN_FILES)
 
 
 @dataclass(frozen=True)
