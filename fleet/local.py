@@ -426,11 +426,10 @@ def send_deploy_events(fleet: LocalFleet, result: str, started: int, plan: dict 
     return path
 
 
-def mark_live(fleet: LocalFleet, plan: dict, outputs: Path | None = None) -> None:
-    """What CI does after a successful `pulumi up`: record what went live, so rollback proposes only those.
-    `outputs`: the plan's outputs file when the up already wrote it."""
-    path = outputs or write_outputs(fleet, plan["outputs"])
-    release_cli(fleet, "mark-live", "--env", fleet.stack, "--outputs", str(path))
+def mark_live(fleet: LocalFleet, outputs: Path) -> None:
+    """What CI does after a successful `pulumi up`: record what went live (the up's outputs file, which
+    `send_deploy_events` wrote), so rollback proposes only those."""
+    release_cli(fleet, "mark-live", "--env", fleet.stack, "--outputs", str(outputs))
 
 
 # ----------------------------------------------------------------------------- up / down
@@ -523,7 +522,7 @@ def _deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, tags: dic
         send_deploy_events(fleet, "failure", deploy_started)
         raise
     outputs = send_deploy_events(fleet, "success", deploy_started, plan)
-    mark_live(fleet, plan, outputs)
+    mark_live(fleet, outputs)
     apps = plan["outputs"]["apps"]
     for app, entry in sorted(apps.items()):
         say("done", f"{app} {entry['sha'] or '(no release)'} on {len(entry['servers'])} server(s): "
