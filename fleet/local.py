@@ -201,7 +201,7 @@ def fleet_shape(fleet: LocalFleet, keys: Keys, running: fleet_spec.FleetSpec | N
     from ecom_infra import plan as offline_plan  # noqa: PLC0415
 
     wanted = shape_hosts(fleet, offline_plan.run(fleet.stack, secrets=secrets, config_overrides=overrides), keys)
-    _write_private(path, json.dumps({"inputs": inputs, "hosts": wanted}))
+    plan_cache.write_private(path, json.dumps({"inputs": inputs, "hosts": wanted}))
     return wanted
 
 
@@ -216,12 +216,6 @@ def check_shape(fleet: LocalFleet, spec: fleet_spec.FleetSpec, plan: dict) -> No
             (fleet.state / "shape.json").unlink(missing_ok=True)
             raise FleetError(f"{name}: the deploying plan's host is not the one the fleet runs (address or host "
                              "key); nothing was run: run `make up` again")
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
 
 
 def fleet_spec_from(fleet: LocalFleet, wanted: dict[str, dict], running: fleet_spec.FleetSpec | None) -> dict:
@@ -478,7 +472,7 @@ def deploying_plan(fleet: LocalFleet, keys: Keys) -> dict:
             plan_cache.store(cache, static, mocks.reads.digest(), mocks.reads.queries(), text)
     for warning in plan["warnings"]:
         say("plan", f"warning: {warning}")
-    _write_private(fleet.state / "plan.json", text)
+    plan_cache.write_private(fleet.state / "plan.json", text)
     return plan
 
 

@@ -74,8 +74,9 @@ class Entry:
         return f"{self.key}.json"
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Written whole or not at all (a temp file renamed), mode 600 from creation."""
+def write_private(path: Path, text: str) -> None:
+    """Written whole or not at all (a temp file renamed), mode 600 from creation: the fleet's files that hold
+    keys or secrets (kept plans, plan.json, the fleet's shape)."""
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -102,9 +103,9 @@ def store(folder: Path, static: str, answers: str, queries: list, plan_text: str
     os.chmod(folder, 0o700)
     key = hashlib.sha256(f"{static}\0{answers}".encode()).hexdigest()[:32]
     entry = Entry(key, static, answers, queries)
-    _write_private(folder / entry.plan_file, plan_text)
+    write_private(folder / entry.plan_file, plan_text)
     kept = [entry] + [e for e in _entries(folder) if e.key != key]
-    _write_private(folder / INDEX, json.dumps([e.__dict__ for e in kept[:KEEP]]))
+    write_private(folder / INDEX, json.dumps([e.__dict__ for e in kept[:KEEP]]))
     for old in kept[KEEP:]:
         (folder / old.plan_file).unlink(missing_ok=True)
 
