@@ -49,8 +49,6 @@ class AppServer(pulumi.ComponentResource):
         self.host = Ec2Host(server.name, host_args, settings, ssh_private_key, pulumi.ResourceOptions(parent=self))
         spec = spec_from_settings(settings, app.name, sha, deployed_by=f"pulumi-{settings.stack}",
                                   runs_once_hooks=runs_once_hooks)
-        # Under systemd puma's socket outlives its restarts, except when a publish re-creates it (this flag).
-        self.socket_flag = spec.socket_flag if spec.service_manager == "systemd" else None
         steps = app_server_steps(spec)
         self._publish = next((s for s in steps if s.name == PUBLISH_STEP), None)
         # The environment file holds the app's secrets: rendered inside the secret, fed on stdin.
@@ -101,6 +99,7 @@ def spec_from_settings(settings: Settings, app_name: str, sha: str | None, **ove
         "deploy_root": settings.deploy.root, "keep_releases": settings.deploy.keep_releases,
         "rails_env": settings.deploy.rails_env, "health_path": app.health_check_path,
         "health_timeout": app.health_check_timeout, "puma_workers": app.puma_workers,
+        "keep_standby": app.keep_standby,
         # One thread count in settings: min = max, as Rails' own puma.rb does.
         "puma_threads_min": app.puma_threads, "puma_threads_max": app.puma_threads,
         "ruby_source": settings.ruby.source, "bundle_local": settings.ruby.bundle_local,

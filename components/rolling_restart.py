@@ -47,7 +47,6 @@ def rolling_restart(apps: Sequence[App], servers: Sequence[AppServer], *, after:
         for first in range(0, len(restarting), app.restart_batch):
             batch = restarting[first:first + app.restart_batch]
             published = [server.publish(depends_on=[*agents[server.server], *waits],
-                                        wrap=partial(drained, health=health, socket_flag=server.socket_flag,
-                                                     drain_always=app.drain_restarts))
+                                        wrap=partial(drained, health=health, drain_always=app.drain_restarts))
                          for server in batch]
             waits = [p for p in published if p is not None]

@@ -21,9 +21,12 @@ APP_HEALTH_CHECK_PATH = "/health"
 APP_HEALTH_CHECK_TIMEOUT = 60       # seconds the deploy waits for a healthy app
 APP_PUMA_WORKERS = 2
 APP_PUMA_THREADS = 5                # puma's max threads (its min stays PUMA_THREADS_MIN)
-# No HAProxy drain around a restart that keeps puma's socket (requests wait in it; 0 failed on the fleet):
-# the drain stays for a publish that re-creates the socket and for hosts without systemd.
+# No HAProxy drain around a publish: the new release boots in puma's idle slot and nginx switches to it, so no
+# request waits for or misses a puma (0 failed on the fleet). `true` drains anyway.
 APP_DRAIN_RESTARTS = False
+# The slot a publish switched away from keeps running the previous release, so a rollback to it is a switch.
+# Each deploy boots two pumas side by side anyway, so the host must have room for two either way.
+APP_KEEP_STANDBY = True
 # What every release linked before these were settings (Capistrano's linked_dirs for a Rails app).
 # `public/assets` is not among them: it always links to shared/assets, where the asset cleanup and
 # the manifest copies in meta/ look.
@@ -137,6 +140,7 @@ README_TABLE: dict[str, str] = {
     "apps[].pumaWorkers": _text(APP_PUMA_WORKERS),
     "apps[].pumaThreads": _text(APP_PUMA_THREADS),
     "apps[].drainRestarts": _text(APP_DRAIN_RESTARTS),
+    "apps[].keepStandby": _text(APP_KEEP_STANDBY),
     "apps[].restartBatch": "servers - 1 (1 with one server)",
     "apps[].linkedDirs": _text(APP_LINKED_DIRS),
     "apps[].env": _text({}),

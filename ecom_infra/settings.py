@@ -158,7 +158,7 @@ def _parse_app(raw: Any, index: int) -> App:
     obj = check_mapping(raw, key, EXAMPLE_APP)
     check_unknown_keys(obj, {"name", "repo", "branch", "servers", "instanceType", "hostnames", "healthCheckPath",
                              "healthCheckTimeout", "pumaWorkers", "pumaThreads", "restartBatch", "drainRestarts",
-                             "linkedDirs", "linkedFiles", "env", "hooks"}, key)
+                             "keepStandby", "linkedDirs", "linkedFiles", "env", "hooks"}, key)
     if "name" not in obj:
         fail(f"{key}.name", "is required", "ecom-platform")
     name = match(obj["name"], APP_NAME, f"{key}.name",
@@ -176,6 +176,7 @@ def _parse_app(raw: Any, index: int) -> App:
         restart_batch=_restart_batch(obj.get("restartBatch", D.restart_batch(servers)), f"{key}.restartBatch",
                                      servers),
         drain_restarts=check_bool(obj.get("drainRestarts", D.APP_DRAIN_RESTARTS), f"{key}.drainRestarts"),
+        keep_standby=check_bool(obj.get("keepStandby", D.APP_KEEP_STANDBY), f"{key}.keepStandby"),
         instance_type=match(obj.get("instanceType", D.APP_INSTANCE_TYPE), INSTANCE_TYPE,
                             f"{key}.instanceType", "an EC2 instance type", D.APP_INSTANCE_TYPE),
         hostnames=tuple(match(h, HOSTNAME, f"{key}.hostnames[{i}]", "a lowercase DNS name",

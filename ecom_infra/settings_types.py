@@ -43,7 +43,8 @@ class App:
     puma_workers: int
     puma_threads: int
     restart_batch: int = 1   # servers whose puma restarts at once; default: all but one (parse_app)
-    drain_restarts: bool = D.APP_DRAIN_RESTARTS   # True: drain even restarts that keep puma's socket
+    drain_restarts: bool = D.APP_DRAIN_RESTARTS   # True: drain the server on HAProxy around every publish
+    keep_standby: bool = D.APP_KEEP_STANDBY       # the previous release's puma stays up after a publish
     linked_dirs: tuple[str, ...] = D.APP_LINKED_DIRS   # release paths linked to the same path under shared/
     linked_files: tuple[str, ...] = D.APP_LINKED_FILES
     env: tuple[tuple[str, str], ...] = ()   # plain variables from the stack file, sorted by name

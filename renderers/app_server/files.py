@@ -9,7 +9,7 @@ from ecom_infra.errors import ConfigError
 from ecom_infra.rules import ENV_NAME
 
 from .. import render
-from .spec import AppServerSpec
+from .spec import SLOTS, AppServerSpec
 
 ENV_FILE_HEADER = "# Written by ecom-infra (apps[].env, ecom-infra:appSecrets): edits are overwritten."
 FILE_EOF = "ECOM_FILE_EOF"  # here-document terminator for file contents inside scripts
@@ -59,7 +59,7 @@ def render_environment_file(variables: Any) -> str:
 
 
 def render_puma_config(spec: AppServerSpec) -> str:
-    return render("app_server/puma.rb.j2", spec=spec, rb=_ruby_str)
+    return render("app_server/puma.rb.j2", spec=spec, rb=_ruby_str, slots=list(SLOTS))
 
 
 def render_puma_unit(spec: AppServerSpec) -> str:

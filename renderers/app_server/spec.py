@@ -39,6 +39,7 @@ _REPO_URL_RE = re.compile(r"^(ssh://[A-Za-z0-9_.@:/~-]+|[a-z_][a-z0-9_-]*@[A-Za-
 _KNOWN_HOST_RE = re.compile(r"^[][A-Za-z0-9.,:-]+ [a-z0-9@.-]+ [A-Za-z0-9+/]+={0,3}$")
 
 SERVICE_MANAGERS = ("systemd", "direct")
+SLOTS = ("a", "b")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class AppServerSpec:
     datadog_conf_dir: str = D.DATADOG_CONF_DIR
     deployed_by: str = ""
     """Who the revisions.log names; empty: the user the step runs as (through sudo)."""
+    keep_standby: bool = D.APP_KEEP_STANDBY
+    """After a publish the slot switched away from keeps running the previous release (a rollback is a switch)."""
     lock_timeout: int = D.LOCK_TIMEOUT
     """Seconds a deploy waits for another deploy of the same app on this host."""
     # Where things live on the host: the defaults are Debian's; tests point them at a temp dir.
@@ -126,17 +129,40 @@ class AppServerSpec:
     def current_dir(self) -> str:
         return f"{self.app_dir}/current"
 
+    # puma runs in two slots, `a` and `b` (SLOTS): the live one serves, the other boots the next release (or keeps the
+    # previous one as a standby). Each slot has its own unit instance, socket, pid file and release link.
     @property
-    def socket_path(self) -> str:
-        return f"{self.shared_dir}/tmp/sockets/puma.sock"
+    def slots_dir(self) -> str:
+        """Root's folder of the slots' links: `<slot>` -> the release the slot runs, `puma.sock` -> the live
+        slot's socket (nginx's upstream: a switch is one rename)."""
+        return f"{self.app_dir}/slots"
 
     @property
-    def pid_file(self) -> str:
-        return f"{self.shared_dir}/tmp/pids/puma.pid"
+    def live_socket(self) -> str:
+        return f"{self.slots_dir}/puma.sock"
 
     @property
-    def state_file(self) -> str:
-        return f"{self.shared_dir}/tmp/pids/puma.state"
+    def socket_dir(self) -> str:
+        return f"{self.shared_dir}/tmp/sockets"
+
+    def slot_socket(self, slot: str) -> str:
+        return f"{self.socket_dir}/puma-{slot}.sock"
+
+    @property
+    def pid_dir(self) -> str:
+        return f"{self.shared_dir}/tmp/pids"
+
+    def pid_file(self, slot: str) -> str:
+        return f"{self.pid_dir}/puma-{slot}.pid"
+
+    @property
+    def legacy_socket_path(self) -> str:
+        """Where puma listened before the slots (one unit, `puma-<app>.service`): read to take such a host over."""
+        return f"{self.socket_dir}/puma.sock"
+
+    @property
+    def legacy_pid_file(self) -> str:
+        return f"{self.pid_dir}/puma.pid"
 
     @property
     def puma_config_path(self) -> str:
@@ -151,7 +177,11 @@ class AppServerSpec:
 
     @property
     def unit_name(self) -> str:
-        return f"puma-{self.app}.service"
+        """puma's service template; `unit(slot)` names an instance."""
+        return f"puma-{self.app}@.service"
+
+    def unit(self, slot: str) -> str:
+        return f"puma-{self.app}@{slot}.service"
 
     @property
     def unit_path(self) -> str:
@@ -159,17 +189,21 @@ class AppServerSpec:
 
     @property
     def socket_unit_name(self) -> str:
-        """systemd's unit that holds puma's socket across restarts (systemd hosts only)."""
-        return f"puma-{self.app}.socket"
+        """systemd's socket template: each slot's socket outlives its puma's restarts (systemd hosts only)."""
+        return f"puma-{self.app}@.socket"
+
+    def socket_unit(self, slot: str) -> str:
+        return f"puma-{self.app}@{slot}.socket"
 
     @property
     def socket_unit_path(self) -> str:
         return f"{self.systemd_dir}/{self.socket_unit_name}"
 
     @property
-    def socket_flag(self) -> str:
-        """Set when the socket unit changed: the next publish re-creates the socket (puma stopped meanwhile)."""
-        return f"{self.app_dir}/.socket-changed"
+    def legacy_units(self) -> tuple[str, str]:
+        """The single puma service and socket of hosts deployed before the slots: stopped and removed once a slot
+        serves."""
+        return f"puma-{self.app}.service", f"puma-{self.app}.socket"
 
     @property
     def nginx_site_path(self) -> str:

@@ -14,7 +14,7 @@ from .files import (
     render_puma_unit,
     render_ssh_config,
 )
-from .spec import AppServerSpec
+from .spec import SLOTS, AppServerSpec
 
 STEP_ORDER = ("deploy-user", "git-ssh", "layout", "app-env", "ruby", "puma-config", "puma-unit", "nginx-site",
               "datadog", "release-build", "release-publish")
@@ -27,7 +27,7 @@ APP_ENV_SECRET = "app_env"
 
 
 def _script(template: str, spec: AppServerSpec, **extra: object) -> str:
-    return render(f"app_server/{template}", spec=spec, **extra)
+    return render(f"app_server/{template}", spec=spec, slots=SLOTS, **extra)
 
 
 def deploy_user_step(spec: AppServerSpec) -> Step:

@@ -38,10 +38,10 @@ def drained(step: Step, health: HealthCheck = HealthCheck(), agent: AgentLayout 
 
     The lock that makes the agent say "drain" is held by the wrapping shell only, so the server
     is ready again however the step ends (see templates/haproxy/drained.sh.j2).
-    `socket_flag`: where systemd holds puma's socket, the file that says the step re-creates it; while
-    it is absent, the hold for HAProxy's checks is skipped when the step reports (ECOM_RESTART_WAIT_FILE)
-    that requests waited for puma less than their timeout and, with `drain_always` False, so is the drain
-    (requests wait in the socket for the new puma)."""
+    `socket_flag`: the file that says the step closes the socket nginx uses (None: it never does, as with
+    puma's slots). While the socket is kept, the hold for HAProxy's checks is skipped when the step reports
+    (ECOM_RESTART_WAIT_FILE) that requests waited for puma less than their timeout and, with `drain_always`
+    False, so is the drain."""
     health.validate()
     agent.validate()
     if socket_flag is not None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from renderers.app_server.files import render_environment_file
-from renderers.app_server.spec import AppServerSpec
+from renderers.app_server.spec import SLOTS, AppServerSpec
 from renderers.app_server.steps import app_server_steps
 from renderers.steps import Step
 
@@ -158,12 +158,27 @@ class Host:
     def release_sha(self, release: str) -> str:
         return (self.app_dir / "meta" / release / "sha").read_text().strip()
 
-    def puma_pid(self) -> int | None:
+    def live_slot(self) -> str | None:
+        """The puma slot nginx sends requests to (from root's link slots/puma.sock)."""
         try:
-            pid = int(Path(self.spec.pid_file).read_text())
+            target = os.readlink(self.spec.live_socket)
+        except OSError:
+            return None
+        found = [slot for slot in SLOTS if target == self.spec.slot_socket(slot)]
+        return found[0] if found else None
+
+    def slot_pid(self, slot: str | None) -> int | None:
+        if slot is None:
+            return None
+        try:
+            pid = int(Path(self.spec.pid_file(slot)).read_text())
         except (FileNotFoundError, ValueError):
             return None
         return pid if Path(f"/proc/{pid}").exists() else None
+
+    def puma_pid(self) -> int | None:
+        """The pid of the live slot's puma."""
+        return self.slot_pid(self.live_slot())
 
     def get(self, path: str = "/", host: str | None = None) -> tuple[int, str]:
         """An HTTP GET through this host's nginx."""

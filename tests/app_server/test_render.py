@@ -1,6 +1,7 @@
 """Rendering: the step list, triggers, validation, and every rendered file checked by its own program."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -118,13 +119,16 @@ def test_bad_values_are_refused_with_the_key_named(changes, key):
 
 
 def test_puma_config_states_the_layout_and_sizes():
+    """Per slot (ECOM_PUMA_SLOT): its own release link, socket, pid and state files."""
     text = render_puma_config(BASE)
-    assert "directory '/srv/www/ecom-platform/current'" in text
-    assert "bind 'unix:///srv/www/ecom-platform/shared/tmp/sockets/puma.sock?umask=0007'" in text
-    assert "pidfile '/srv/www/ecom-platform/shared/tmp/pids/puma.pid'" in text
-    assert "state_path '/srv/www/ecom-platform/shared/tmp/pids/puma.state'" in text
-    assert "workers 3" in text and "threads 2, 8" in text
-    assert "preload_app!" not in text
+    assert 'directory "/srv/www/ecom-platform/slots/#{slot}"' in text
+    assert 'bind "unix:///srv/www/ecom-platform/shared/tmp/sockets/puma-#{slot}.sock?umask=0007"' in text
+    assert 'pidfile "/srv/www/ecom-platform/shared/tmp/pids/puma-#{slot}.pid"' in text
+    assert 'state_path "/srv/www/ecom-platform/shared/tmp/pids/puma-#{slot}.state"' in text
+    assert "workers 3" in text and "threads 2, 8" in text and "tag 'ecom-platform'" in text
+    # The master loads the app once (the asset manifest read at boot), so forked workers never read it again.
+    assert "preload_app!" in text and "drain_on_shutdown" in text
+    assert "preload_app!" not in render_puma_config(replace(BASE, puma_workers=0))
 
 
 @pytest.mark.tools
@@ -138,28 +142,39 @@ def test_puma_config_passes_ruby_c_and_loads_in_puma(tmp_path):
     # Puma's own DSL reads it and sees the values we meant.
     probe = ("require 'puma'; require 'puma/configuration'; c = Puma::Configuration.new({}, config_files: [ARGV[0]]);"
              " c.load; o = c.options; puts [o[:workers], o[:min_threads], o[:max_threads], o[:directory],"
-             " o[:binds].first, o[:pidfile]].join('|')")
-    loaded = subprocess.run(["ruby", "-e", probe, str(path)], capture_output=True, text=True)
+             " o[:binds].first, o[:pidfile], o[:tag], o[:preload_app]].join('|')")
+    env = {"PATH": os.environ["PATH"], "ECOM_PUMA_SLOT": "b"}
+    loaded = subprocess.run(["ruby", "-e", probe, str(path)], capture_output=True, text=True, env=env)
     assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.strip() == ("3|2|8|/srv/www/ecom-platform/current|"
-                                     "unix:///srv/www/ecom-platform/shared/tmp/sockets/puma.sock?umask=0007|"
-                                     "/srv/www/ecom-platform/shared/tmp/pids/puma.pid")
+    assert loaded.stdout.strip() == ("3|2|8|/srv/www/ecom-platform/slots/b|"
+                                     "unix:///srv/www/ecom-platform/shared/tmp/sockets/puma-b.sock?umask=0007|"
+                                     "/srv/www/ecom-platform/shared/tmp/pids/puma-b.pid|ecom-platform|true")
+    # Started outside a slot, it refuses at once, naming the variable.
+    for slot in ("", "c", "a/../b"):
+        refused = subprocess.run(["ruby", "-e", probe, str(path)], capture_output=True, text=True,
+                                 env={**env, "ECOM_PUMA_SLOT": slot})
+        assert refused.returncode != 0 and "ECOM_PUMA_SLOT must be one of a, b" in refused.stderr
 
 
-def test_unit_runs_puma_from_current():
+def test_unit_runs_puma_from_its_slot():
+    """A template: each instance (slot) runs the release its own link names; none starts at boot by itself (the
+    live slot's socket starts it)."""
     text = render_puma_unit(BASE)
+    assert BASE.unit_name == "puma-ecom-platform@.service" and BASE.unit("b") == "puma-ecom-platform@b.service"
     assert "Type=simple\n" in text
-    assert "WorkingDirectory=/srv/www/ecom-platform/current\n" in text
+    assert "WorkingDirectory=/srv/www/ecom-platform/slots/%i\n" in text
+    assert "ConditionPathExists=/srv/www/ecom-platform/slots/%i\n" in text
+    assert "Environment=ECOM_PUMA_SLOT=%i\n" in text
     assert "ExecStart=/usr/bin/bundle exec puma -C /srv/www/ecom-platform/config/puma.rb\n" in text
     assert "User=deploy\n" in text and "Environment=RAILS_ENV=production\n" in text
-    assert "WantedBy=multi-user.target" in text
+    assert "[Install]" not in text
 
 
 @pytest.mark.tools
 def test_unit_passes_systemd_analyze_verify(tmp_path):
     """`systemd-analyze verify` loads the unit in a test manager: it needs no systemd as PID 1."""
     require_tools("systemd-analyze", "bundle")
-    unit = tmp_path / "puma-ecom-platform.service"
+    unit = tmp_path / BASE.unit("a")
     unit.write_text(render_puma_unit(replace(BASE, deploy_user="nobody", deploy_group="nogroup")))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", "--recursive-errors=no", str(unit)],
                             capture_output=True, text=True)
@@ -170,25 +185,26 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     assert ours == []
 
 
-def test_systemd_holds_pumas_socket_across_restarts():
-    """The socket unit listens on the path puma.rb binds (puma 5.6 takes it over by path), with the mode puma's
-    umask gave; the service needs it, so starting puma starts the socket."""
+def test_systemd_holds_each_slots_socket_across_restarts():
+    """Each slot's socket unit listens on the path puma.rb binds for that slot (puma 5.6 takes it over by path),
+    with the mode puma's umask gave; the service needs its own slot's, so starting puma starts the socket."""
     socket = render_puma_socket(BASE)
-    assert "ListenStream=/srv/www/ecom-platform/shared/tmp/sockets/puma.sock\n" in socket
+    assert "ListenStream=/srv/www/ecom-platform/shared/tmp/sockets/puma-%i.sock\n" in socket
     assert "SocketUser=deploy\n" in socket and "SocketGroup=deploy\n" in socket and "SocketMode=0660\n" in socket
-    assert f"bind 'unix://{BASE.socket_path}?umask=0007'" in render_puma_config(BASE)
+    assert "WantedBy=sockets.target\n" in socket
+    assert f'bind "unix://{BASE.socket_dir}/puma-#{{slot}}.sock?umask=0007"' in render_puma_config(BASE)
     unit = render_puma_unit(BASE)
-    assert "Requires=puma-ecom-platform.socket\n" in unit and "After=puma-ecom-platform.socket\n" in unit
-    assert "puma-ecom-platform.socket" not in render_puma_unit(replace(BASE, service_manager="direct"))
+    assert "Requires=puma-ecom-platform@%i.socket\n" in unit and "After=puma-ecom-platform@%i.socket\n" in unit
+    assert ".socket" not in render_puma_unit(replace(BASE, service_manager="direct"))
 
 
 @pytest.mark.tools
 def test_socket_unit_passes_systemd_analyze_verify(tmp_path):
     require_tools("systemd-analyze", "bundle")
     spec = replace(BASE, deploy_user="nobody", deploy_group="nogroup")
-    socket = tmp_path / spec.socket_unit_name
+    socket = tmp_path / spec.socket_unit("a")
     socket.write_text(render_puma_socket(spec))
-    unit = tmp_path / spec.unit_name
+    unit = tmp_path / spec.unit("a")
     unit.write_text(render_puma_unit(spec))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", "--recursive-errors=no", str(unit), str(socket)],
                             capture_output=True, text=True)
@@ -205,16 +221,16 @@ def test_socket_unit_passes_systemd_analyze_verify(tmp_path):
 def test_unit_with_a_bad_line_fails_verify(tmp_path):
     """The check above can fail: a broken ExecStart is refused."""
     require_tools("systemd-analyze")
-    unit = tmp_path / "puma-ecom-platform.service"
+    unit = tmp_path / BASE.unit("a")
     unit.write_text(render_puma_unit(BASE).replace("ExecStart=/usr/bin/bundle", "ExecStart=bundle-not-absolute"))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", "--recursive-errors=no", str(unit)],
                             capture_output=True, text=True)
     assert result.returncode != 0
 
 
-def test_nginx_site_proxies_to_the_socket_and_caches_assets():
+def test_nginx_site_proxies_to_the_live_slot_and_caches_assets():
     text = render_nginx_site(BASE)
-    assert "server unix:/srv/www/ecom-platform/shared/tmp/sockets/puma.sock fail_timeout=0;" in text
+    assert "server unix:/srv/www/ecom-platform/slots/puma.sock fail_timeout=0;" in text
     assert "server_name shop.example.com www.shop.example.com;" in text
     assert re.search(r"location \^~ /assets/ \{[^}]*gzip_static on;[^}]*expires max;", text)
     assert "location = /health {" in text
@@ -250,7 +266,8 @@ def test_datadog_process_check_follows_the_schema():
     assert [i["name"] for i in instances] == ["puma-ecom-platform", "nginx"]
     for instance in instances:
         assert sum(k in instance for k in ("search_string", "pid_file", "pid")) == 1
-    assert instances[0]["pid_file"] == "/srv/www/ecom-platform/shared/tmp/pids/puma.pid"
+    # Either slot's puma counts (process titles end in puma's tag); a slot's pid file would miss the other.
+    assert instances[0]["search_string"] == ["[ecom-platform]"] and instances[0]["exact_match"] is False
     assert instances[1]["pid_file"] == "/run/nginx.pid"
 
 

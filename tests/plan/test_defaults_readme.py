@@ -53,10 +53,10 @@ def test_defaults_module_is_what_settings_applies():
     s = parse(BASE)
     app = s.app("ecom-docs")   # the entry that sets only name, repo and hostnames
     assert (app.branch, app.instance_type, app.health_check_path, app.health_check_timeout, app.puma_workers,
-            app.puma_threads, app.drain_restarts, app.linked_dirs, app.linked_files) == (
+            app.puma_threads, app.drain_restarts, app.keep_standby, app.linked_dirs, app.linked_files) == (
         defaults.APP_BRANCH, defaults.APP_INSTANCE_TYPE, defaults.APP_HEALTH_CHECK_PATH,
         defaults.APP_HEALTH_CHECK_TIMEOUT, defaults.APP_PUMA_WORKERS, defaults.APP_PUMA_THREADS,
-        defaults.APP_DRAIN_RESTARTS, defaults.APP_LINKED_DIRS, defaults.APP_LINKED_FILES)
+        defaults.APP_DRAIN_RESTARTS, defaults.APP_KEEP_STANDBY, defaults.APP_LINKED_DIRS, defaults.APP_LINKED_FILES)
     assert app.restart_batch == defaults.restart_batch(app.servers)
     assert (s.deploy.user, s.deploy.group, s.deploy.root, s.deploy.keep_releases, s.deploy.rails_env) == (
         defaults.DEPLOY_USER, defaults.DEPLOY_USER, defaults.DEPLOY_ROOT, defaults.KEEP_RELEASES, defaults.RAILS_ENV)

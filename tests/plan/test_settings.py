@@ -106,6 +106,7 @@ BAD_VALUES = [
     ("apps.0.restartBatch", 2, "ecom-infra:apps[ecom-platform].restartBatch"),     # 2 servers: the whole app
     ("apps.0.restartBatch", "all", "ecom-infra:apps[ecom-platform].restartBatch"),
     ("apps.0.drainRestarts", "no", "ecom-infra:apps[ecom-platform].drainRestarts"),
+    ("apps.0.keepStandby", "yes", "ecom-infra:apps[ecom-platform].keepStandby"),
 ]
 
 
