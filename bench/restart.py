@@ -1,10 +1,12 @@
 """Benchmark: failed requests while puma restarts on one app server, with no HAProxy drain, under a steady client.
 
-Two ways, on ecom-platform-1 while ecom-platform-2 serves too (HAProxy round-robins between them):
-  socket held    `systemctl restart` of puma's service: its socket unit keeps the listening socket, so requests
-                 wait in the backlog for the new puma (what a release's publish does now)
-  socket closed  puma's service and socket stopped, 3 s (puma's boot here), then started: nginx finds no socket
-                 meanwhile (what a restart did when puma bound its own socket)
+Two ways, on ecom-platform-1's live puma slot while ecom-platform-2 serves too (HAProxy round-robins between them):
+  socket held    `systemctl restart` of the live slot's service: its socket unit keeps the listening socket, so
+                 requests wait in the backlog for the new puma (what a crash or a reboot of puma costs)
+  socket closed  the live slot's service and socket stopped, 3 s (puma's boot here), then started: nginx finds no
+                 socket meanwhile (what a restart did when puma bound its own socket)
+A publish restarts nothing the live slot serves: the release boots in the other slot and nginx switches to it; the
+rolling deploys below measure that.
 The client alternates GET and POST /health. HAProxy replays a GET that got 502 on the other server (retry-on), never
 a POST once nginx answered, so POSTs show what a restart costs: the app has no POST route and Rails answers 404, so
 any answer below 500 was served by puma; a 5xx or no answer is a failed request. Printed per way: failed GETs and
@@ -36,7 +38,11 @@ from fleet.probe import Platform, fresh_platform
 
 SHOP = "shop.ecom.test"
 SERVER = "ecom-platform-1"
-UNIT, SOCKET = "puma-ecom-platform.service", "puma-ecom-platform.socket"
+# puma's live slot on the server (the one nginx's link names), as a shell prefix setting $slot; the commands below
+# name its units through it.
+LIVE_SLOT = ('slot=$(readlink /srv/www/ecom-platform/slots/puma.sock); slot=${slot##*/puma-}; slot=${slot%.sock}; '
+             'case "$slot" in a|b) ;; *) echo "no live puma slot" >&2; exit 1 ;; esac; ')
+UNIT, SOCKET = "puma-ecom-platform@$slot.service", "puma-ecom-platform@$slot.socket"
 WAYS = {
     "socket held": f"systemctl restart {UNIT}",
     # As when puma bound its own socket: no socket from puma's stop until the new puma has booted (about 3 s here).
@@ -109,7 +115,7 @@ def under_client(platform: Platform, label: str, action: Callable[[], None], aft
 def restart(platform: Platform, way: str, after_s: float = 3.0, timeout_s: float = 15.0) -> Restart:
     """Restart puma on SERVER the given way under the client; watch until puma answers again + `after_s`."""
     def action() -> None:
-        platform.on_host(SERVER, WAYS[way])
+        platform.on_host(SERVER, LIVE_SLOT + WAYS[way])
         # Until puma on this server answers its own health check again (nginx on the host, through the socket).
         platform.on_host(SERVER, "for _ in $(seq 1 600); do curl -sf -o /dev/null --max-time 5 "
                                  "-H 'Host: shop.ecom.test' http://127.0.0.1/health && exit 0; sleep 0.1; done; exit 1")
@@ -138,7 +144,7 @@ DROP_IN = f"/etc/systemd/system/{UNIT}.d/bench.conf"
 # Each variant: a root script that changes puma's config on the host (undone by UNDO).
 VARIANTS = {
     "as deployed": ":",
-    "preload_app!": f"cp {PUMA_RB} {PUMA_RB}.bench && echo 'preload_app!' >> {PUMA_RB}",
+    "no preload_app!": f"cp {PUMA_RB} {PUMA_RB}.bench && sed -i '/^preload_app!$/d' {PUMA_RB}",
     "single mode (workers 0)": f"cp {PUMA_RB} {PUMA_RB}.bench && echo 'workers 0' >> {PUMA_RB}",
     "ruby -rbundler/setup (no bundle exec)":
         f"mkdir -p {DROP_IN.rsplit('/', 1)[0]} && printf '[Service]\\nExecStart=\\nExecStart=/usr/bin/ruby "
@@ -181,17 +187,17 @@ ms=$(( (${{EPOCHREALTIME//[!0-9]/}} - t0) / 1000 )); if [ -z "$best" ] || [ "$ms
 done; echo "$best" """).split()[-1]
         print(f"load, {name}: {best} ms", flush=True)
     for variant, change in VARIANTS.items():
-        platform.on_host(SERVER, change)
+        platform.on_host(SERVER, LIVE_SLOT + change)
         try:
-            platform.on_host(SERVER, TIMED_RESTART)          # the variant takes effect (not counted)
+            platform.on_host(SERVER, LIVE_SLOT + TIMED_RESTART)          # the variant takes effect (not counted)
             for _ in range(3):
-                stop_ms, start_ms, booted = platform.on_host(SERVER, TIMED_RESTART).strip().split(" ", 2)
+                stop_ms, start_ms, booted = platform.on_host(SERVER, LIVE_SLOT + TIMED_RESTART).strip().split(" ", 2)
                 answered = f"{int(start_ms) / 1000:.2f} s" if int(start_ms) >= 0 else "never"
                 print(f"puma on {SERVER}, {variant}: stop {int(stop_ms) / 1000:.2f} s, start to first 200 "
                       f"{answered} (puma: {booted})", flush=True)
         finally:
-            platform.on_host(SERVER, UNDO)
-    platform.on_host(SERVER, TIMED_RESTART)
+            platform.on_host(SERVER, LIVE_SLOT + UNDO)
+    platform.on_host(SERVER, LIVE_SLOT + TIMED_RESTART)
 
 
 def main() -> int:

@@ -108,53 +108,108 @@ def test_keep_counts_live_releases_and_going_back_reuses_a_kept_one(host, shas):
     assert "version r3" in host.get("/")[1]
 
 
-def test_a_release_that_does_not_boot_is_rolled_back(host, shas):
+def test_a_release_that_does_not_boot_fails_the_build_and_switches_nothing(host, shas):
+    """The build boots the release in the idle slot, beside the live one: one that does not answer fails there,
+    before any switch, and the live puma is never touched."""
     host.deploy(shas["r1"])
-    good = host.current()
-    good_pid = host.puma_pid()
+    good, good_pid, live = host.current(), host.puma_pid(), host.live_slot()
     host.with_sha(shas["broken-boot"], health_timeout=6)
-    ok(host.run("release-build"))
-    publish = host.run("release-publish")
-    assert publish.returncode == 1
-    err = publish.stderr
-    assert "did not answer 200 within 6s" in err
+    build = host.run("release-build")
+    assert build.returncode == 1
+    err = build.stderr
+    idle = {"a": "b", "b": "a"}[live]
+    assert f"did not answer 200 from slot {idle} within 6s" in err
     assert "Unable to start worker" in err and "reports_controller.rb:4" in err  # what the app logged
-    assert "failed; current is " + good in err
-    assert "rolling-back: current -> releases/" + good in publish.stdout
-    assert host.current() == good
-    assert host.puma_pid() not in (None, good_pid)                     # restarted on the good release
+    assert f"booting: {host.releases()[-1]} does not answer in slot {idle} (stopped again); nothing switched" in err
+    assert host.current() == good and host.live_slot() == live and host.puma_pid() == good_pid
+    assert host.slot_pid(idle) is None                                    # the broken release's puma is gone
     assert host.get("/health") == (200, "ok r1\n")
     broken = [r for r in host.releases() if r.endswith(shas["broken-boot"][:12])]
-    assert len(broken) == 1 and (host.app_dir / "meta" / broken[0] / "failed").exists()
-    assert broken[0] not in host.live_releases()
-    log = (host.app_dir / "revisions.log").read_text()
-    assert f"failed {shas['broken-boot']} branch=main release={broken[0]}" in log
-    assert f"rolled-back {shas['r1']} branch=main release={good}" in log
+    assert len(broken) == 1 and broken[0] not in host.live_releases()
 
-    # A failed release does not count as live: the next good deploy sweeps it.
+    # The engine starts no publish after a failed build; run by hand, it boots the release itself and fails
+    # the same way, still before the switch.
+    publish = host.run("release-publish")
+    assert publish.returncode == 1
+    assert "does not boot; nothing switched, current is still " + good in publish.stderr
+    assert host.current() == good and host.puma_pid() == good_pid
+    assert (host.app_dir / "meta" / broken[0] / "failed").exists()
+    assert f"failed {shas['broken-boot']} branch=main release={broken[0]}" in (host.app_dir / "revisions.log").read_text()
+
+    # A release that never went live does not count: the next good deploy sweeps it.
     _, publish = host.deploy(shas["r2"])
     assert f"removed release {broken[0]} (never went live)" in ok(publish)
     assert broken[0] not in host.releases()
 
 
-def test_an_interrupted_publish_goes_back_to_the_previous_release(host, shas):
+def test_a_release_that_fails_after_the_switch_is_switched_back_at_once(host, shas):
+    """An afterPublish hook fails: nginx goes back to the slot that served before, which never stopped."""
     host.deploy(shas["r1"])
-    good = host.current()
-    host.with_sha(shas["broken-boot"], health_timeout=120)
+    good, good_pid, live = host.current(), host.puma_pid(), host.live_slot()
+    host.with_sha(shas["r2"], hooks=(("afterPublish", "echo no >&2; exit 4", False, 60),))
     ok(host.run("release-build"))
-    job = host.start("release-publish")
+    publish = host.run("release-publish")
+    assert publish.returncode == 1, publish.stdout
+    assert f"rolling-back: nginx -> slot {live} again" in publish.stdout
+    assert f"rolling-back: current -> releases/{good}" in publish.stdout
+    assert host.current() == good and host.live_slot() == live and host.puma_pid() == good_pid
+    assert host.get("/health") == (200, "ok r1\n")
+    assert f"rolled-back {shas['r1']} branch=main release={good}" in (host.app_dir / "revisions.log").read_text()
+
+
+def test_an_interrupted_boot_stops_the_slot_and_switches_nothing(host, shas):
+    host.deploy(shas["r1"])
+    good, good_pid, live = host.current(), host.puma_pid(), host.live_slot()
+    idle = {"a": "b", "b": "a"}[live]
+    host.with_sha(shas["broken-boot"], health_timeout=120)
+    job = host.start("release-build")
     seen = []
-    for line in job.stdout:                                 # wait until it is checking health
+    for line in job.stdout:                                 # wait until it boots the release
         seen.append(line)
-        if "checking /health" in line:
+        if "booting: " in line:
             break
-    assert host.current() != good                           # switched, not yet healthy
     job.send_signal(signal.SIGTERM)
     rest, _ = job.communicate(timeout=60)
     out = "".join(seen) + rest
     assert job.returncode != 0
-    assert "interrupted by SIGTERM" in out and f"rolling-back: current -> releases/{good}" in out
-    assert host.current() == good and host.get("/health") == (200, "ok r1\n")
+    assert "booting: interrupted by SIGTERM" in out
+    assert host.current() == good and host.live_slot() == live and host.puma_pid() == good_pid
+    assert host.slot_pid(idle) is None and not (host.app_dir / "slots" / f"{idle}.ready").exists()
+    assert host.get("/health") == (200, "ok r1\n")
+
+
+def test_a_standby_makes_going_back_a_switch(host, shas):
+    """After a publish the slot switched away from keeps the previous release running: a rollback to it boots
+    nothing (the same puma serves again), and a deploy of anything else boots over the standby."""
+    host.deploy(shas["r1"])
+    r1, r1_pid, r1_slot = host.current(), host.puma_pid(), host.live_slot()
+    _, publish = host.deploy(shas["r2"])
+    assert f"slot {r1_slot} keeps running {r1} as a standby" in ok(publish)
+    r2_slot = host.live_slot()
+    assert r2_slot != r1_slot and host.slot_pid(r1_slot) == r1_pid        # still up, no longer served
+    assert host.get("/health") == (200, "ok r2\n")
+    build, publish = host.deploy(shas["r1"])
+    assert f"booting: slot {r1_slot} already runs {r1} (a standby): nothing booted" in ok(build)
+    assert f"slot {r1_slot} runs {r1} already" in ok(publish)
+    assert host.live_slot() == r1_slot and host.puma_pid() == r1_pid and host.current() == r1
+    assert host.get("/health") == (200, "ok r1\n")
+    # A config change makes the standby stale: the next rollback to it boots again.
+    host.with_sha(shas["r1"], puma_threads_max=3)
+    ok(host.run("puma-config"))
+    host.with_sha(shas["r2"], puma_threads_max=3)
+    build, _ = host.deploy(shas["r2"])
+    assert "booting: " in ok(build) and "(a standby)" not in build.stdout
+    assert host.get("/health") == (200, "ok r2\n")
+
+
+def test_without_a_standby_the_old_slot_stops(host, shas):
+    host.deploy(shas["r1"])
+    r1_slot = host.live_slot()
+    host.with_sha(shas["r2"], keep_standby=False)
+    _, publish = host.deploy(shas["r2"])
+    assert f"finishing: slot {r1_slot} stopped" in ok(publish)
+    assert host.slot_pid(r1_slot) is None and host.live_slot() != r1_slot
+    assert host.get("/health") == (200, "ok r2\n")
 
 
 def test_a_build_that_fails_leaves_current_and_no_half_made_release(host, shas):
@@ -248,7 +303,7 @@ def test_a_puma_config_change_restarts_puma_once(host, shas):
     host.with_sha(shas["v1"], puma_threads_max=3)
     assert "updated; puma restarts at the next publish" in ok(host.run("puma-config"))
     out = ok(host.run("release-publish"))
-    assert "puma's config or unit changed: restarting it" in out
+    assert "booted before puma's config, units or environment changed" in out
     assert host.puma_pid() not in (None, pid)
     assert host.get("/health")[0] == 200
     assert not Path(host.spec.restart_flag).exists()

@@ -88,7 +88,8 @@ def test_publish_restarts_puma_when_it_runs_another_release_than_current(host, s
     switch_by_hand(host, v1)
     out = ok(host.with_sha(shas["v1"]).run("release-publish"))
     assert "nothing switched or restarted" not in out
-    assert f"current -> {v1}, but puma runs " in out
+    assert f"current -> {v1}, but the live slot ({host.live_slot()}) runs " not in out   # it switched since
+    assert f"current -> {v1}, but the live slot (" in out
     assert host.puma_pid() not in (None, pid)
     assert host.get("/health") == (200, "ok v1\n")
     assert f"unfinished {shas['v1']} branch=main release={v1}" in "\n".join(revisions(host))
@@ -99,28 +100,30 @@ def test_publish_restarts_puma_when_it_runs_another_release_than_current(host, s
 def test_a_publish_killed_after_the_switch_is_on_record_and_the_next_run_finishes_it(host, shas):
     host.deploy(shas["r1"])
     good = host.current()
-    host.with_sha(shas["broken-boot"], health_timeout=120)
+    host.with_sha(shas["r2"], hooks=(("afterPublish", "sleep 60", False, 120),))
     ok(host.run("release-build"))
-    broken = next(r for r in host.releases() if r != good)
+    new = next(r for r in host.releases() if r != good)
     job = host.start("release-publish")
-    for line in job.stdout:                                 # switched, puma restarted, checking health
-        if "checking /health" in line:
+    for line in job.stdout:                                 # switched, in its afterPublish hook
+        if "hook afterPublish-1" in line:
             break
     os.killpg(job.pid, signal.SIGKILL)                      # no trap runs: the host lost power, say
     job.communicate(timeout=30)
-    assert host.current() == broken
+    assert host.current() == new and host.get("/health") == (200, "ok r2\n")
     log = "\n".join(revisions(host))
-    assert f"switching {shas['broken-boot']} branch=main release={broken}" in log    # the intent
-    assert f"failed {shas['broken-boot']}" not in log                                # no outcome yet
+    assert f"switching {shas['r2']} branch=main release={new}" in log    # the intent
+    assert f"deployed {shas['r2']}" not in log                          # no outcome yet
+    live_pid = host.puma_pid()
 
-    host.with_sha(shas["broken-boot"], health_timeout=6)   # pulumi runs the failed step again
+    host.with_sha(shas["r2"], hooks=())                    # pulumi runs the failed step again
     publish = host.run("release-publish")
-    assert publish.returncode == 1
-    assert f"current -> {broken}, which never went live" in publish.stderr
-    assert host.current() == good and host.get("/health") == (200, "ok r1\n")
+    out = ok(publish)
+    assert f"current -> {new}, which never went live" in out
+    # The live slot already runs the release: nothing booted again, the same puma goes on serving.
+    assert "serves it already (an unfinished publish)" in out and host.puma_pid() == live_pid
+    assert host.current() == new and new in host.live_releases()
     whats = [line.split()[1] for line in revisions(host)]
-    assert whats == ["switching", "deployed", "switching", "unfinished", "switching", "failed", "switching-back",
-                     "rolled-back"], revisions(host)
+    assert whats == ["switching", "deployed", "switching", "unfinished", "switching", "deployed"], revisions(host)
 
 
 def test_a_killed_builds_empty_release_folder_is_swept_by_the_next_run(host, shas, deploy_account):
@@ -162,6 +165,7 @@ def test_nginx_and_puma_are_enabled_for_boot_on_every_run(host, tmp_path):
     assert "nginx-site: nginx restarts when it dies" in out
     assert "nginx restarts when it dies" not in run_with_fake_systemctl(host, "nginx-site", calls)
     run_with_fake_systemctl(host, "puma-unit", calls)
-    assert f"enable --quiet {host.spec.unit_name}" in calls.read_text().splitlines()
+    # Both slots' sockets: the live slot's puma starts with its first request after a reboot.
+    assert {f"enable --quiet {host.spec.socket_unit(slot)}" for slot in ("a", "b")} <= set(calls.read_text().splitlines())
     calls.write_text("")
     assert "nginx enabled" not in run_with_fake_systemctl(host, "nginx-site", calls)   # already enabled

@@ -7,8 +7,8 @@ staged release), and what was left behind (a drained or down server, a release f
 a revisions.log whose last line is not the release puma runs). The suite prints the table at the end
 (tests/faults/conftest.py). Cases run in file order and each leaves the platform serving.
 
-Cases (distinct code paths): the deploy SIGKILLed during the build (precompile), in the publish
-before the switch, and after the switch; puma killed; nginx killed; an app host killed (the next
+Cases (distinct code paths): the deploy SIGKILLed during the build (precompile), while the new release
+boots in puma's idle slot (the build), and in the publish after the switch; the live puma killed; nginx killed; an app host killed (the next
 run starts it again); an app host whose sshd died (the next run reboots it, as AWS auto-recovery would);
 an app server rebooted (units stopped, then started in boot order); the HAProxy node holding the EIP killed.
 """
@@ -40,10 +40,10 @@ QUIET_S = 13.0       # how long a fault may take to heal by itself before the ne
 STABLE_S = 7.0       # UP this long counts as healed: HAProxy marks a server DOWN after 3 failed checks, 2 s apart
 
 # On ecom-platform-1: SIGKILL the release-publish (the drained wrapper, which holds the drain lock when it drains,
-# and its whole session) at a chosen point: `started` (running, `current` not yet switched; with drainRestarts
-# false and the socket kept nothing is drained), `switched` (`current` switched, the restart and health check
-# under way). Detached (own session), so the kill cannot take it
-# along; writes "<epoch seconds> <current>" (or "never") to the result file.
+# and its whole session) at a chosen point: `switched` (`current` and nginx's link switched, the health check, the
+# hooks or the finishing under way). Polled every 10 ms: the publish is a switch now, over in a few tenths of a
+# second. Detached (own session), so the kill cannot take it along; writes "<epoch seconds> <current>" (or
+# "never") to the result file.
 KILL_DRAINED_PUBLISH = r"""
 result=/root/fault-kill.result
 rm -f "$result"
@@ -57,7 +57,6 @@ for _ in $(seq 4800); do
     [ -n "$seen" ] || seen=$(date +%s%N)
     now=$(date +%s%N)
     case "$2" in
-      started) [ "$(readlink "$app/current")" = "$before" ] ;;
       switched) [ "$(readlink "$app/current")" != "$before" ] ;;
     esac && {
       for pid in $pids; do
@@ -68,18 +67,24 @@ for _ in $(seq 4800); do
       exit 0
     }
   fi
-  sleep 0.05
+  sleep 0.01
 done
 echo never > "$1"
 ' killer "$result" POINT </dev/null >/dev/null 2>&1 &
 """
 
-# What a server holds of a release, in one line: current, the release puma's master runs (its cwd), release
-# folders with no `built` marker (half-made), and revisions.log's last line.
-RELEASE_FACTS = r"""
+# The live puma slot's pid file (the slot nginx's link names), as a shell snippet setting $pidfile.
+LIVE_PID_FILE = r"""
+slot=$(readlink /srv/www/ecom-platform/slots/puma.sock); slot=${slot##*/puma-}; slot=${slot%.sock}
+pidfile=/srv/www/ecom-platform/shared/tmp/pids/puma-$slot.pid
+"""
+
+# What a server holds of a release, in one line: current, the release the live slot's puma master runs (its cwd),
+# release folders with no `built` marker (half-made), and revisions.log's last line.
+RELEASE_FACTS = LIVE_PID_FILE + r"""
 app=/srv/www/ecom-platform
 current=$(basename "$(readlink "$app/current")")
-running=$(basename "$(readlink "/proc/$(cat "$app/shared/tmp/pids/puma.pid")/cwd")")
+running=$(basename "$(readlink "/proc/$(cat "$pidfile")/cwd")")
 half=""
 for dir in "$app"/releases/*; do
   name=$(basename "$dir")
@@ -300,12 +305,46 @@ def test_deploy_killed_in_the_build(platform):
     assert "removed unfinished release" in platform.step_output("ecom-platform-1-release-build")
 
 
-def test_deploy_killed_in_the_publish_before_the_switch(platform):
-    """Nothing switched: the old release keeps serving, the server is UP (a drain lock would die with the
-    publish), and the next run deploys."""
+# On ecom-platform-1: SIGKILL the release-build (its script and session, up to sshd) while the new release boots in
+# puma's idle slot: seen as the build's health check on that slot's socket. puma itself is systemd's, so it lives on.
+KILL_DEPLOY_IN_BOOT = r"""
+for _ in $(seq 2400); do
+  for pid in $(pgrep -f 'curl .*--unix-socket /srv/www/ecom-platform/shared/tmp/socket[s]/puma-'); do
+    victims=$pid
+    parent=$pid
+    while parent=$(ps -o ppid= -p "$parent" | tr -d ' '); [ -n "$parent" ] && [ "$parent" -gt 1 ]; do
+      case "$(cat "/proc/$parent/comm")" in sshd*) break ;; esac
+      victims="$victims $parent"
+    done
+    session=$(ps -o sid= -p "$pid" | tr -d ' ')
+    kill -KILL $victims
+    pkill -KILL -s "$session" || true
+    exit 0
+  done
+  sleep 0.02
+done
+exit 1
+"""
+
+
+def test_deploy_killed_while_the_new_release_boots(platform):
+    """Nothing switched: the live slot keeps serving, the server is UP, and the next run boots the release in the
+    idle slot again (no ready marker: a half-booted slot is never switched to) and deploys."""
     platform.stage(APP, "r1")
-    run_case(platform, "deploy SIGKILLed in the publish, before the switch",
-             lambda: killed_deploy(platform, "started"), zero_failures=True)
+    killed: list[float] = []
+
+    def kill() -> float:
+        killer = threading.Thread(target=lambda: (platform.on_host("ecom-platform-1", KILL_DEPLOY_IN_BOOT),
+                                                  killed.append(time.monotonic())), daemon=True)
+        killer.start()
+        failed = platform.local("up", check=False)
+        killer.join(timeout=120)
+        assert killed, "the boot was never seen"
+        assert failed.returncode != 0 and "ecom-platform-1-release-build" in failed.stdout + failed.stderr
+        return killed[0]
+
+    run_case(platform, "deploy SIGKILLed in the build, while the release boots", kill, zero_failures=True)
+    assert "booting: " in platform.step_output("ecom-platform-1-release-build")
 
 
 def test_deploy_killed_after_the_switch(platform):
@@ -318,9 +357,9 @@ def test_deploy_killed_after_the_switch(platform):
 
 
 def test_puma_killed(platform):
-    """systemd restarts puma (Restart=always); HAProxy retries the idempotent requests that hit it."""
+    """systemd restarts the live slot's puma (Restart=always); HAProxy retries the idempotent requests that hit it."""
     def kill() -> float:
-        platform.on_host("ecom-platform-1", "kill -KILL \"$(cat /srv/www/ecom-platform/shared/tmp/pids/puma.pid)\"")
+        platform.on_host("ecom-platform-1", LIVE_PID_FILE + 'kill -KILL "$(cat "$pidfile")"')
         return time.monotonic()
 
     row = run_case(platform, "puma SIGKILLed", kill)

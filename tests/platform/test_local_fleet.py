@@ -160,8 +160,13 @@ def test_hosts_as_testinfra_sees_them(tmp_path):
     assert keys and all(app.file(k).mode == 0o600 and app.file(k).user == "deploy" for k in keys)
     current = app.file("/srv/www/ecom-platform/current")
     assert current.is_symlink and current.linked_to.endswith(tag_sha("ecom-platform", "v1")[:12])
-    assert app.file("/srv/www/ecom-platform/shared/tmp/sockets/puma.sock").is_socket
-    assert app.service("puma-ecom-platform").is_running and app.service("nginx").is_running
+    # nginx's upstream is root's link to the live slot's socket; the first deploy booted slot b (the link named a).
+    live = app.file("/srv/www/ecom-platform/slots/puma.sock")
+    assert live.is_symlink and live.user == "root" and live.is_socket
+    assert live.linked_to == "/srv/www/ecom-platform/shared/tmp/sockets/puma-b.sock"
+    assert app.file("/srv/www/ecom-platform/slots/b").linked_to == current.linked_to
+    assert app.service("puma-ecom-platform@b").is_running and app.service("nginx").is_running
+    assert not app.service("puma-ecom-platform@a").is_running      # nothing to keep as a standby yet
     assert app.socket("tcp://0.0.0.0:80").is_listening
     v1 = tag_sha("ecom-platform", "v1")
     assert app.file("/srv/www/ecom-platform/current/REVISION").content_string.strip() == v1
@@ -171,9 +176,10 @@ def test_hosts_as_testinfra_sees_them(tmp_path):
     log = app.file("/srv/www/ecom-platform/revisions.log").content_string
     assert v1 in log and "main" in log and "pulumi-local" in log
     datadog = yaml.safe_load(app.file("/etc/datadog-agent/conf.d/process.d/conf.yaml").content_string)
-    assert {i["name"]: i["pid_file"] for i in datadog["instances"]} == {
-        "puma-ecom-platform": "/srv/www/ecom-platform/shared/tmp/pids/puma.pid", "nginx": "/run/nginx.pid"}
-    assert app.check_output("ps -o user= -p $(cat /srv/www/ecom-platform/shared/tmp/pids/puma.pid)") == "deploy"
+    assert {i["name"]: i.get("pid_file", i.get("search_string")) for i in datadog["instances"]} == {
+        "puma-ecom-platform": ["[ecom-platform]"], "nginx": "/run/nginx.pid"}
+    assert app.check_output("ps -o user= -p $(cat /srv/www/ecom-platform/shared/tmp/pids/puma-b.pid)") == "deploy"
+    assert "[ecom-platform]" in app.check_output("ps -o args= -p $(cat /srv/www/ecom-platform/shared/tmp/pids/puma-b.pid)")
     for node in ("haproxy-a", "haproxy-b"):
         lb = testinfra.get_host(f"ssh://{doc['hosts'][node]['privateIp']}", ssh_config=str(config), sudo=True)
         assert lb.service("haproxy").is_running and lb.service("keepalived").is_running

@@ -14,7 +14,7 @@ import pytest
 from bench.failover import PEER, failovers, rolling
 from bench.noop import noop_runs
 from bench.noop import report as report_noop
-from bench.restart import SERVER, SOCKET, deploy, report, restart
+from bench.restart import LIVE_SLOT, SERVER, SOCKET, deploy, report, restart
 from fleet import spec as fleet_spec
 from fleet.local import FLEET_NAME
 from fleet.probe import Platform
@@ -48,11 +48,13 @@ def test_failover_outage_is_at_most_1_5_s_and_the_eip_moves_once_per_stop():
     assert statistics.median(r.outage_s for r in results) <= 1.5, results
 
 
-def test_the_first_deploy_creates_pumas_socket_drained():
-    """A publish that re-creates the socket (here: the first, where systemd takes it over) is still drained."""
+def test_the_first_deploy_boots_puma_in_a_slot_and_switches_undrained():
+    """The first publish too: the release booted in slot b during the build (nginx's link named slot a, where
+    nothing listened), then the publish switched to it, with no drain."""
     for server, published in FIRST_PUBLISH.items():
-        assert "socket is re-created: drained on the HAProxy nodes" in published, (server, published)
-        assert "HAProxy agent answers since the change: " in published and " drain" in published, published
+        assert "the socket nginx uses is kept: no drain" in published, (server, published)
+        assert "slot b runs " in published and "nginx -> slot b" in published, (server, published)
+        assert "HAProxy agent answers" not in published, published
 
 
 def test_a_code_change_rolls_out_undrained_with_no_failed_request_and_no_hold():
@@ -62,21 +64,25 @@ def test_a_code_change_rolls_out_undrained_with_no_failed_request_and_no_hold():
     assert failed == 0 and requests > 20, (failed, requests)
     for server in ("ecom-platform-1", "ecom-platform-2"):
         published = P.step_output(f"{server}-release-publish")
-        assert "puma's socket is kept across the restart: no drain" in published, published
+        assert "the socket nginx uses is kept: no drain" in published, published
         assert "HAProxy agent answers" not in published and "holding" not in published, published
         assert "under HAProxy's check timeout: no hold" in published, published
     assert "version code-change" in P.get("shop.ecom.test")[1]
 
 
-def test_puma_takes_its_socket_from_systemd():
-    assert P.on_host(SERVER, f"systemctl is-active {SOCKET}").strip() == "active"
-    # One listening socket on the path, held by systemd (PID 1 of the host) and by puma, which took it over.
-    listening = P.on_host(SERVER, "ss -xlpn src /srv/www/ecom-platform/shared/tmp/sockets/puma.sock")
-    rows = [line for line in listening.splitlines() if "puma.sock" in line]
+def test_the_live_slots_puma_takes_its_socket_from_systemd():
+    assert P.on_host(SERVER, LIVE_SLOT + f"systemctl is-active {SOCKET}").strip() == "active"
+    # One listening socket on the live slot's path, held by systemd (PID 1 of the host) and by puma, which took it
+    # over; nginx reaches it through root's link.
+    path = P.on_host(SERVER, "readlink /srv/www/ecom-platform/slots/puma.sock").strip()
+    assert path in ("/srv/www/ecom-platform/shared/tmp/sockets/puma-a.sock",
+                    "/srv/www/ecom-platform/shared/tmp/sockets/puma-b.sock"), path
+    listening = P.on_host(SERVER, f"ss -xlpn src {path}")
+    rows = [line for line in listening.splitlines() if path in line]
     assert len(rows) == 1, listening
     assert "pid=1," in rows[0] and ("puma" in rows[0] or "ruby" in rows[0]), rows[0]
-    journal = P.on_host(SERVER, "journalctl -o cat -u puma-ecom-platform.service")
-    assert "* Activated unix:///srv/www/ecom-platform/shared/tmp/sockets/puma.sock" in journal
+    journal = P.on_host(SERVER, LIVE_SLOT + "journalctl -o cat -u puma-ecom-platform@$slot.service")
+    assert f"* Activated unix://{path}" in journal
 
 
 def test_an_undrained_restart_with_the_socket_held_fails_no_request():
