@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -169,3 +170,42 @@ def test_nginx_and_puma_are_enabled_for_boot_on_every_run(host, tmp_path):
     assert {f"enable --quiet {host.spec.socket_unit(slot)}" for slot in ("a", "b")} <= set(calls.read_text().splitlines())
     calls.write_text("")
     assert "nginx enabled" not in run_with_fake_systemctl(host, "nginx-site", calls)   # already enabled
+
+
+def test_a_puma_from_before_the_slots_is_taken_over_by_the_next_publish(host, shas):
+    """A host deployed before the slots: one puma on shared/tmp/sockets/puma.sock, started in `current`. The next
+    publish (same sha) boots the release in a slot beside it, switches nginx's link, then stops the old puma."""
+    host.deploy(shas["v1"])
+    v1 = host.current()
+    for slot in ("a", "b"):                                   # back to the old shape: no slot runs
+        pid = host.slot_pid(slot)
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+    legacy_rb = host.base / "legacy-puma.rb"
+    legacy_rb.write_text(f"directory '{host.spec.current_dir}'\nenvironment 'production'\n"
+                         f"bind 'unix://{host.spec.legacy_socket_path}?umask=0007'\n"
+                         f"pidfile '{host.spec.legacy_pid_file}'\nworkers 1\nthreads 1, 2\n")
+    legacy_rb.chmod(0o644)
+    subprocess.Popen(["setsid", "runuser", "-u", host.account.user, "--", "env", f"--chdir={host.spec.current_dir}",
+                      "RAILS_ENV=production", "SECRET_KEY_BASE=" + "x" * 64, "bundle", "exec", "puma", "-C",
+                      str(legacy_rb)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    link = Path(host.spec.live_socket)
+    tmp = link.with_name("puma.sock.legacy")
+    tmp.symlink_to(host.spec.legacy_socket_path)
+    os.replace(tmp, link)
+    for _ in range(300):
+        if host.get("/health")[0] == 200:
+            break
+        time.sleep(0.1)
+    legacy_pid = int(Path(host.spec.legacy_pid_file).read_text())
+    assert host.get("/health") == (200, "ok v1\n") and host.live_slot() is None
+
+    out = ok(host.run("release-publish"))
+    assert "puma runs " + shas["v1"][:12] + " from before the slots: moving it to a slot" in out
+    assert host.live_slot() == "a" and host.current() == v1 and host.get("/health") == (200, "ok v1\n")
+    for _ in range(100):                                      # the old puma stops (gracefully)
+        if not Path(f"/proc/{legacy_pid}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{legacy_pid}").exists()
+    assert "nothing switched or restarted" in ok(host.run("release-publish"))
