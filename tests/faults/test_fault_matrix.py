@@ -343,7 +343,7 @@ def test_deploy_killed_while_the_new_release_boots(platform):
         assert failed.returncode != 0 and "ecom-platform-1-release-build" in failed.stdout + failed.stderr
         return killed[0]
 
-    run_case(platform, "deploy SIGKILLed in the build, while the release boots", kill, zero_failures=True)
+    run_case(platform, "deploy SIGKILLed while the release boots", kill, zero_failures=True)
     assert "booting: " in platform.step_output("ecom-platform-1-release-build")
 
 

@@ -133,6 +133,24 @@ def test_a_publish_that_keeps_pumas_socket_is_not_drained_and_one_that_recreates
     assert lab.status() == "UP"
 
 
+def test_a_publish_with_no_socket_flag_is_drained_only_when_asked(lab):
+    """puma's slots: no flag (the socket nginx uses is never closed), so drain_always alone decides."""
+    gate = lab.directory / "go"
+    run = lab.publish(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo published", drain_always=False)
+    time.sleep(1.0)                                   # five agent intervals: a drain would show by now
+    assert lab.status() == "UP"
+    gate.touch()
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 0 and "the socket nginx uses is kept: no drain" in output, output
+    gate.unlink()
+    run = lab.publish(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo published", drain_always=True)
+    lab.wait_status("DRAIN")
+    gate.touch()
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 0 and "no drain" not in output, output
+    assert lab.status() == "UP"
+
+
 def test_an_undrained_publish_that_fails_passes_its_status_on(lab):
     run = lab.publish("echo 'health check failed' >&2; exit 3", socket_flag=str(lab.directory / "socket-changed"),
                       drain_always=False)

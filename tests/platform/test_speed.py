@@ -48,13 +48,15 @@ def test_failover_outage_is_at_most_1_5_s_and_the_eip_moves_once_per_stop():
     assert statistics.median(r.outage_s for r in results) <= 1.5, results
 
 
-def test_the_first_deploy_boots_puma_in_a_slot_and_switches_undrained():
+def test_the_first_deploy_boots_puma_in_a_slot_and_switches_undrained_then_holds_for_haproxy():
     """The first publish too: the release booted in slot b during the build (nginx's link named slot a, where
-    nothing listened), then the publish switched to it, with no drain."""
+    nothing listened), then the publish switched to it, with no drain; HAProxy saw the server DOWN until then, so
+    the publish holds until its checks can see it UP (the next batch never starts while this one is out)."""
     for server, published in FIRST_PUBLISH.items():
         assert "the socket nginx uses is kept: no drain" in published, (server, published)
         assert "slot b runs " in published and "nginx -> slot b" in published, (server, published)
         assert "HAProxy agent answers" not in published, published
+        assert "holding 6 s for HAProxy's checks" in published, published
 
 
 def test_a_code_change_rolls_out_undrained_with_no_failed_request_and_no_hold():
