@@ -142,6 +142,11 @@ class AppServerSpec:
         return f"{self.slots_dir}/puma.sock"
 
     @property
+    def live_pid_file(self) -> str:
+        """Root's link to the live slot's pid file, switched with `live_socket` (what Datadog's check reads)."""
+        return f"{self.slots_dir}/puma.pid"
+
+    @property
     def socket_dir(self) -> str:
         return f"{self.shared_dir}/tmp/sockets"
 

@@ -75,7 +75,7 @@ def test_provisioning_converges_and_a_second_run_changes_nothing(bare_host):
     assert Path(host.spec.unit_path).read_text().startswith("# puma for ecom-platform")
     assert os.readlink(host.spec.nginx_enabled_path) == host.spec.nginx_site_path
     conf = yaml.safe_load(Path(host.spec.datadog_conf_path).read_text())
-    assert conf["instances"][0]["search_string"] == ["[ecom-platform]"]
+    assert conf["instances"][0]["pid_file"] == host.spec.live_pid_file
     # Root's slots folder; nginx's link names slot a until a publish switches it.
     assert mode_owner(app_dir / "slots") == ("0o755", "root", "root")
     assert os.readlink(host.spec.live_socket) == host.spec.slot_socket("a")

@@ -266,8 +266,8 @@ def test_datadog_process_check_follows_the_schema():
     assert [i["name"] for i in instances] == ["puma-ecom-platform", "nginx"]
     for instance in instances:
         assert sum(k in instance for k in ("search_string", "pid_file", "pid")) == 1
-    # Either slot's puma counts (process titles end in puma's tag); a slot's pid file would miss the other.
-    assert instances[0]["search_string"] == ["[ecom-platform]"] and instances[0]["exact_match"] is False
+    # The live slot's: root's link to its pid file, switched with nginx's.
+    assert instances[0]["pid_file"] == "/srv/www/ecom-platform/slots/puma.pid"
     assert instances[1]["pid_file"] == "/run/nginx.pid"
 
 

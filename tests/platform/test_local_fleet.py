@@ -176,10 +176,12 @@ def test_hosts_as_testinfra_sees_them(tmp_path):
     log = app.file("/srv/www/ecom-platform/revisions.log").content_string
     assert v1 in log and "main" in log and "pulumi-local" in log
     datadog = yaml.safe_load(app.file("/etc/datadog-agent/conf.d/process.d/conf.yaml").content_string)
-    assert {i["name"]: i.get("pid_file", i.get("search_string")) for i in datadog["instances"]} == {
-        "puma-ecom-platform": ["[ecom-platform]"], "nginx": "/run/nginx.pid"}
-    assert app.check_output("ps -o user= -p $(cat /srv/www/ecom-platform/shared/tmp/pids/puma-b.pid)") == "deploy"
-    assert "[ecom-platform]" in app.check_output("ps -o args= -p $(cat /srv/www/ecom-platform/shared/tmp/pids/puma-b.pid)")
+    assert {i["name"]: i["pid_file"] for i in datadog["instances"]} == {
+        "puma-ecom-platform": "/srv/www/ecom-platform/slots/puma.pid", "nginx": "/run/nginx.pid"}
+    # The link Datadog reads names the live slot's pid file: its puma, run by the deploy user.
+    assert app.file("/srv/www/ecom-platform/slots/puma.pid").linked_to == \
+        "/srv/www/ecom-platform/shared/tmp/pids/puma-b.pid"
+    assert app.check_output("ps -o user= -p $(cat /srv/www/ecom-platform/slots/puma.pid)") == "deploy"
     for node in ("haproxy-a", "haproxy-b"):
         lb = testinfra.get_host(f"ssh://{doc['hosts'][node]['privateIp']}", ssh_config=str(config), sudo=True)
         assert lb.service("haproxy").is_running and lb.service("keepalived").is_running
