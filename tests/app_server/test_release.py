@@ -50,11 +50,13 @@ def test_each_release_rebuilds_only_what_changed(host, shas):
     assert re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ deployed {shas['v1']} branch=main release={v1} by=root",
                         log_line)
 
-    # Code only: no bundle, no precompile, nothing fetched (the clone brought every commit).
-    build, _ = host.deploy(shas["code-change"])
+    # Code only: no bundle, no precompile, nothing fetched (the clone brought every commit). The build boots the
+    # release in the idle slot; the publish only switches to it.
+    build, publish = host.deploy(shas["code-change"])
     out = ok(build)
     assert "bundle install skipped" in out and "assets:precompile skipped" in out
-    assert "nothing fetched" in out
+    assert "nothing fetched" in out and "booting: " in out
+    assert "already (booted by the build, or kept as a standby)" in ok(publish) and "booting" not in publish.stdout
     status, page = host.get("/")
     assert "version code-change" in page and "Free delivery" in page
     assert stylesheet_of(page) == v1_css
