@@ -26,7 +26,7 @@ from fleet.local import FLEET_NAME
 from fleet.probe import ClientLoop, Platform
 from fleet.ssh.connection import Connection
 from fleet.ssh.runner import SshRunner
-from tests.platform.test_local_fleet import KILL_DEPLOY_IN_PRECOMPILE
+from tests.platform.test_local_fleet import KILL_DEPLOY_IN_PRECOMPILE, kill_deploy_when
 
 from .conftest import ROWS
 
@@ -284,66 +284,45 @@ def test_a_host_that_refuses_the_login_ends_the_run_in_one_line(platform):
     assert (platform.state / "executor-state.json").read_bytes() == state
 
 
+def killed_build(platform: Platform, killer_script: str, what: str) -> float:
+    """Run `make up` while `killer_script` (tests.platform.test_local_fleet.kill_deploy_when) kills ecom-platform-1's
+    release-build; the kill's time."""
+    killed: list[float] = []
+    killer = threading.Thread(target=lambda: (platform.on_host("ecom-platform-1", killer_script),
+                                              killed.append(time.monotonic())), daemon=True)
+    killer.start()
+    failed = platform.local("up", check=False)
+    killer.join(timeout=120)
+    assert killed, f"the {what} was never seen"
+    assert failed.returncode != 0 and "ecom-platform-1-release-build" in failed.stdout + failed.stderr
+    return killed[0]
+
+
 def test_deploy_killed_in_the_build(platform):
     """The old release keeps serving (nothing was switched or restarted); the next run sweeps the half-made
     release and deploys."""
     platform.stage(APP, "asset-change")          # an asset change: the build precompiles
-    killed: list[float] = []
 
     def kill() -> float:
-        killer = threading.Thread(target=lambda: (platform.on_host("ecom-platform-1", KILL_DEPLOY_IN_PRECOMPILE),
-                                                  killed.append(time.monotonic())), daemon=True)
-        killer.start()
-        failed = platform.local("up", check=False)
-        killer.join(timeout=120)
-        assert killed, "the precompile was never seen running"
-        assert failed.returncode != 0 and "ecom-platform-1-release-build" in failed.stdout + failed.stderr
+        at = killed_build(platform, KILL_DEPLOY_IN_PRECOMPILE, "precompile")
         assert release_facts(platform, "ecom-platform-1")["half"], "the kill left no half-made release"
-        return killed[0]
+        return at
 
     run_case(platform, "deploy SIGKILLed in the build (precompile)", kill, zero_failures=True)
     assert "removed unfinished release" in platform.step_output("ecom-platform-1-release-build")
 
 
-# On ecom-platform-1: SIGKILL the release-build (its script and session, up to sshd) while the new release boots in
-# puma's idle slot: seen as the build's health check on that slot's socket. puma itself is systemd's, so it lives on.
-KILL_DEPLOY_IN_BOOT = r"""
-for _ in $(seq 2400); do
-  for pid in $(pgrep -f 'curl .*--unix-socket /srv/www/ecom-platform/shared/tmp/socket[s]/puma-'); do
-    victims=$pid
-    parent=$pid
-    while parent=$(ps -o ppid= -p "$parent" | tr -d ' '); [ -n "$parent" ] && [ "$parent" -gt 1 ]; do
-      case "$(cat "/proc/$parent/comm")" in sshd*) break ;; esac
-      victims="$victims $parent"
-    done
-    session=$(ps -o sid= -p "$pid" | tr -d ' ')
-    kill -KILL $victims
-    pkill -KILL -s "$session" || true
-    exit 0
-  done
-  sleep 0.02
-done
-exit 1
-"""
+# The build's health check on the idle slot's socket, while the new release boots there. puma itself is systemd's,
+# so it lives on, half-booted or booted, with no ready marker.
+KILL_DEPLOY_IN_BOOT = kill_deploy_when("curl .*--unix-socket /srv/www/ecom-platform/shared/tmp/socket[s]/puma-")
 
 
 def test_deploy_killed_while_the_new_release_boots(platform):
     """Nothing switched: the live slot keeps serving, the server is UP, and the next run boots the release in the
     idle slot again (no ready marker: a half-booted slot is never switched to) and deploys."""
     platform.stage(APP, "r1")
-    killed: list[float] = []
-
-    def kill() -> float:
-        killer = threading.Thread(target=lambda: (platform.on_host("ecom-platform-1", KILL_DEPLOY_IN_BOOT),
-                                                  killed.append(time.monotonic())), daemon=True)
-        killer.start()
-        failed = platform.local("up", check=False)
-        killer.join(timeout=120)
-        assert killed, "the boot was never seen"
-        assert failed.returncode != 0 and "ecom-platform-1-release-build" in failed.stdout + failed.stderr
-        return killed[0]
-
-    run_case(platform, "deploy SIGKILLed while the release boots", kill, zero_failures=True)
+    run_case(platform, "deploy SIGKILLed while the release boots",
+             lambda: killed_build(platform, KILL_DEPLOY_IN_BOOT, "boot"), zero_failures=True)
     assert "booting: " in platform.step_output("ecom-platform-1-release-build")
 
 

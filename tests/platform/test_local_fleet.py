@@ -246,13 +246,15 @@ def test_a_release_that_does_not_boot_fails_and_the_old_one_keeps_serving():
     assert "version code-change" in get(SHOP)[1]
 
 
-# On an app server: wait for the rake process of a precompile (not sudo or a shell whose text mentions
-# it; `[:]` keeps this script from matching itself), then SIGKILL it, its session and every ancestor up
-# to sshd: the deploy dies at once, as on a crash or a lost connection, with no chance to clean up.
-KILL_DEPLOY_IN_PRECOMPILE = r"""
-for _ in $(seq 1200); do
-  for pid in $(pgrep -f 'rake assets[:]precompile'); do
-    case "$(cat /proc/$pid/comm)" in ruby*|rake) ;; *) continue ;; esac
+def kill_deploy_when(pattern: str, comms: str = "*") -> str:
+    """A script for an app server: wait for a process whose command line matches `pattern` (pgrep -f; write one
+    letter as `[x]` so the script cannot match itself) and whose name matches the case pattern `comms`, then
+    SIGKILL it, its session and every ancestor up to sshd: the deploy dies at once, as on a crash or a lost
+    connection, with no chance to clean up."""
+    return rf"""
+for _ in $(seq 2400); do
+  for pid in $(pgrep -f {shlex.quote(pattern)}); do
+    case "$(cat /proc/$pid/comm)" in {comms}) ;; *) continue ;; esac
     victims=$pid
     parent=$pid
     while parent=$(ps -o ppid= -p "$parent" | tr -d ' '); [ -n "$parent" ] && [ "$parent" -gt 1 ]; do
@@ -264,10 +266,14 @@ for _ in $(seq 1200); do
     pkill -KILL -s "$session" || true
     exit 0
   done
-  sleep 0.05
+  sleep 0.02
 done
 exit 1
 """
+
+
+# The rake process of a precompile (not sudo or a shell whose text mentions it).
+KILL_DEPLOY_IN_PRECOMPILE = kill_deploy_when("rake assets[:]precompile", "ruby*|rake")
 
 
 def test_a_deploy_killed_during_precompile_leaves_the_old_release_serving_and_the_next_run_converges():
