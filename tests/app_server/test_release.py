@@ -422,5 +422,13 @@ def test_shared_assets_keep_only_what_the_kept_releases_use(deploy_account, orig
             assert made.get(f"/assets/{css}")[0] == 200
         # The files are the deploy user's: it removed them, root never touched shared/assets.
         assert all(p.stat().st_uid == deploy_account.uid for p in (Path(made.spec.shared_dir) / "assets").rglob("*"))
+        # Back to the other kept release: neither the kept manifests nor the files changed since the cleanup, so
+        # none runs; a file left there changes what the folder holds, and the next publish removes it.
+        _, publish = made.deploy(shas[-2])
+        assert "shared/assets unchanged since its last cleanup" in ok(publish)
+        stray = Path(made.spec.shared_dir) / "assets" / "stray.css"
+        subprocess.run(["runuser", "-u", deploy_account.user, "--", "touch", str(stray)], check=True)
+        _, publish = made.deploy(shas[-1])
+        assert "removed 1 asset file(s) no kept release uses" in ok(publish) and not stray.exists()
     finally:
         destroy_host(made)
