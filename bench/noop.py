@@ -164,6 +164,7 @@ def new_sha_runs(platform: Platform, tags: tuple[str, ...] = NEW_SHA_TAGS) -> tu
                 text = io.StringIO()
                 stats = pstats.Stats(str(Path(tmp) / "up.prof"), stream=text).sort_stats("cumulative")
                 stats.print_stats(r"/(fleet|ecom_infra|components|renderers)/", 30)
+                stats.print_callees(r"fleet/local.py:\d+\((up|_deploy|deploy|deploying_plan)\)")
                 stats.sort_stats("tottime").print_stats(20)
                 summary = text.getvalue()
             else:
