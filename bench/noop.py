@@ -86,13 +86,14 @@ def rollback_runs(platform: Platform, rounds: int = 2) -> list[dict]:
         started = time.monotonic()
         platform.deploy_cli("rollback", "--env", platform.fleet.stack, "--app", APP, "--actor", "bench-noop")
         verb = time.monotonic() - started
-        out = platform.local("up").stdout
+        stamped = stamped_up()
         wall = time.monotonic() - started
-        lines = out.splitlines()
+        lines = [text for _, text in stamped]
         executor = next((float(m.group(1)) for m in map(DONE.search, lines) if m), 0.0)
         plan = next((line for line in lines if line.startswith("[up] plan: ") and "which hosts" not in line
                      and "same hosts" not in line), "")
-        rows.append({"wall": wall, "verb": verb, "up": wall - verb, "executor": executor, "plan": plan})
+        rows.append({"wall": wall, "verb": verb, "up": wall - verb, "executor": executor, "plan": plan,
+                     "parts": split_up(stamped)})
     return rows
 
 
@@ -101,12 +102,15 @@ def report_rollbacks(rows: list[dict]) -> None:
         print(f"rollback: {row['wall']:.2f} s = ecom-deploy rollback {row['verb']:.2f} s + make up {row['up']:.2f} s "
               f"(executor {row['executor']:.2f} s, the rest {row['up'] - row['executor']:.2f} s); "
               f"{row['plan'][len('[up] plan: '):][:60]}", flush=True)
+        print("  make up: " + ", ".join(f"{part} {seconds:.2f}" for part, seconds in row["parts"].items()) + " s",
+              flush=True)
 
 
 # The deploying plan's own line (not the fleet's shape: "which hosts" / "same hosts"), and the executor's start.
 PLAN_LINE = re.compile(r"^\[up\] plan: (running the \S+ stack's program against moto|reusing a plan)")
 EXECUTOR_START = re.compile(r"^\[up\] deploy: \d+ remote commands")
 EXECUTOR_END = re.compile(r"^\[executor\] (done|nothing to do)")
+ENDPOINT = re.compile(r"^endpoint: ")            # up's last line
 NEW_SHA_TAGS = ("r1", "r2", "r3", "r4")           # code-only releases of ecom-platform (fleet/origin)
 
 
@@ -131,16 +135,18 @@ def stamped_up(profile: Path | None = None) -> list[tuple[float, str]]:
 
 def split_up(lines: list[tuple[float, str]]) -> dict[str, float]:
     """An up's seconds by part: start (to the deploying plan's line), plan (to the next line of up's own), before
-    (the rest until the executor starts), executor, after (events, mark-live, exit); and the wall."""
+    (the rest until the executor starts), executor, after (events, mark-live, to up's last line), exit (from it to
+    the process's end); and the wall."""
     def first(pattern: re.Pattern, after: float = 0.0) -> float:
         return next(t for t, text in lines if t >= after and pattern.match(text))
     plan_at = first(PLAN_LINE)
     plan_done = next(t for t, text in lines if t > plan_at and text.startswith("[up] ") and not PLAN_LINE.match(text))
     exec_at = first(EXECUTOR_START)
     exec_done = first(EXECUTOR_END, exec_at)
+    last = first(ENDPOINT, exec_done)
     wall = lines[-1][0]
     return {"start": plan_at, "plan": plan_done - plan_at, "before": exec_at - plan_done,
-            "executor": exec_done - exec_at, "after": wall - exec_done, "wall": wall}
+            "executor": exec_done - exec_at, "after": last - exec_done, "exit": wall - last, "wall": wall}
 
 
 def new_sha_runs(platform: Platform, tags: tuple[str, ...] = NEW_SHA_TAGS) -> tuple[list[dict], str]:
@@ -173,7 +179,7 @@ def new_sha_runs(platform: Platform, tags: tuple[str, ...] = NEW_SHA_TAGS) -> tu
 
 
 def report_new_sha(rows: list[dict], summary: str) -> None:
-    parts = ("verb", "start", "plan", "before", "executor", "after")
+    parts = ("verb", "start", "plan", "before", "executor", "after", "exit")
     for row in rows:
         outside = row["verb"] + row["wall"] - row["executor"]
         print(f"new sha ({row['tag']}): {row['verb'] + row['wall']:.2f} s = " + " + ".join(
