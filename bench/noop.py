@@ -122,7 +122,9 @@ def stamped_up(profile: Path | None = None) -> list[tuple[float, str]]:
         argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "fleet.local", "up"]
     started = time.monotonic()
     lines = []
-    with subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True) as proc:
+    # Unbuffered: the executor's lines are printed without a flush, and each must be stamped when it is written.
+    with subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append((time.monotonic() - started, line.rstrip("\n")))
