@@ -52,7 +52,7 @@ from ecom_infra.stacks import PROJECT_DIR, stack_config
 
 from . import eip as fleet_eip
 from . import hosts as fleet_hosts
-from . import moto, plan_cache
+from . import moto, plan_cache, planner
 from . import network as fleet_network
 from . import spec as fleet_spec
 from .executor.report import StepFailed
@@ -456,6 +456,13 @@ def mark_live(fleet: LocalFleet, outputs: Path) -> None:
 
 
 def deploying_plan(fleet: LocalFleet, keys: Keys) -> dict:
+    """`make_deploying_plan`, by the planner the last up left (fleet/planner.py: loaded ahead) when one waits and
+    may, else here."""
+    planned = planner.ask(fleet, say)
+    return planned if planned is not None else make_deploying_plan(fleet, keys)
+
+
+def make_deploying_plan(fleet: LocalFleet, keys: Keys) -> dict:
     """The revealed plan against moto, written to `<state>/plan.json`. A plan kept by an earlier up is reused
     when its inputs are this run's (fleet/plan_cache.py says what they are) and the last deploy completed;
     otherwise the program runs, and its plan is kept when the run wrote nothing to moto."""
@@ -544,14 +551,18 @@ def up(fleet: LocalFleet) -> int:
     keys = Keys.load(fleet)
     running = fleet_spec.load_saved(fleet.name)
     spec = start_or_grow(fleet_spec_from(fleet, fleet_shape(fleet, keys, running), running), running, fleet.state)
-    origin = build_origin(fleet, keys, fleet.state)
-    with SshRunner() as ssh, ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-in") as pool:
-        logins = pool.submit(log_in_all, fleet, spec, keys, ssh)
-        from ecom_infra import release  # noqa: PLC0415 - boto3: only `up` talks to moto
+    planner.start(fleet)        # unless the last up left one: it loads (another CPU) while this one goes on
+    try:
+        origin = build_origin(fleet, keys, fleet.state)
+        with SshRunner() as ssh, ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-in") as pool:
+            logins = pool.submit(log_in_all, fleet, spec, keys, ssh)
+            from ecom_infra import release  # noqa: PLC0415 - boto3: only `up` talks to moto
 
-        # One boto3 session for the rest: moto's clients and the release verbs' S3 client (see release.one_session).
-        with release.one_session(moto.session()):
-            return _deploy(fleet, keys, spec, origin, logins.result, started)
+            # One boto3 session for the rest: moto's clients and the release verbs' S3 client (release.one_session).
+            with release.one_session(moto.session()):
+                return _deploy(fleet, keys, spec, origin, logins.result, started)
+    finally:
+        planner.start(fleet)    # for the next up
 
 
 def _deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, origin: Origin,
