@@ -9,8 +9,10 @@ reuses that plan. Then rollbacks: ecom-platform staged to `code-change` and depl
 + `make up` timed (wall, the executor's own seconds, and the rest: the fixed cost around it).
 Then deploys of a new sha (code-only releases r1, r2...): `ecom-deploy stage` + `make up`, split by the up's own
 lines (each stamped as it arrives) into the verb, the up's start (to its deploying plan), the plan, the rest
-before the executor, the executor, and what follows it (events, mark-live); one more such deploy runs under
-cProfile, whose summary is printed (not counted in the figures).
+before the executor, the executor, what follows it (events, mark-live) and the process's exit; alternately with the
+plan made by the planner the last up left (fleet/planner.py) and in the up's own process (the planner dismissed);
+one more such deploy runs under cProfile, in its own process, whose summary is printed (not counted).
+Every timed up comes GAP_S after the last (a CI's deploys are minutes apart): the planner has loaded by then.
 Targets (issue 16): a no-op under 2 s; a rollback's fixed cost as near 0.5 s as it gets. Needs root; starts the
 fleet and takes it down again.
 
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 
 from ecom_infra.stacks import PROJECT_DIR
+from fleet import planner
 from fleet.probe import Platform, fresh_platform
 
 APP = "ecom-platform"
@@ -51,6 +54,7 @@ def noop_runs(rounds: int = 3) -> tuple[list[float], list[float], str, str]:
             argv = [sys.executable, "-m", "fleet.local", "up"]
             if index == rounds - 1:      # python -m cProfile -o FILE -m fleet.local up
                 argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "fleet.local", "up"]
+            time.sleep(GAP_S)
             started, cpu = time.monotonic(), _cpu_of_children()
             proc = subprocess.run(argv, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600, check=True)
             walls.append(time.monotonic() - started)
@@ -83,6 +87,7 @@ def rollback_runs(platform: Platform, rounds: int = 2) -> list[dict]:
     for _ in range(rounds):
         platform.stage(APP, "code-change")
         platform.local("up")
+        time.sleep(GAP_S)
         started = time.monotonic()
         platform.deploy_cli("rollback", "--env", platform.fleet.stack, "--app", APP, "--actor", "bench-noop")
         verb = time.monotonic() - started
@@ -111,7 +116,10 @@ PLAN_LINE = re.compile(r"^\[up\] plan: (running the \S+ stack's program against 
 EXECUTOR_START = re.compile(r"^\[up\] deploy: \d+ remote commands")
 EXECUTOR_END = re.compile(r"^\[executor\] (done|nothing to do)")
 ENDPOINT = re.compile(r"^endpoint: ")            # up's last line
-NEW_SHA_TAGS = ("r1", "r2", "r3", "r4")           # code-only releases of ecom-platform (fleet/origin)
+NEW_SHA_TAGS = ("r1", "r2", "r3", "r4", "r5", "r6")   # code-only releases of ecom-platform (fleet/origin)
+# Between one up and the next stage: the planner the last up left loads meanwhile, as between a CI's deploys
+# (minutes apart); back to back, an up finds it still loading and plans itself.
+GAP_S = 5.0
 
 
 def stamped_up(profile: Path | None = None) -> list[tuple[float, str]]:
@@ -152,31 +160,38 @@ def split_up(lines: list[tuple[float, str]]) -> dict[str, float]:
 
 
 def new_sha_runs(platform: Platform, tags: tuple[str, ...] = NEW_SHA_TAGS) -> tuple[list[dict], str]:
-    """Per tag but the last: `ecom-deploy stage` (timed, sha looked up before) + the timed up; the last tag's up
-    runs under cProfile. (rows, the profile's summary)."""
+    """Per tag but the last, GAP_S after the last up: `ecom-deploy stage` (timed, sha looked up before) + the timed
+    up, alternately with the planner the last up left (fleet/planner.py) and with it dismissed (the up plans in its
+    own process); the last tag's up runs under cProfile, in its own process. (rows, the profile's summary)."""
     rows = []
     summary = ""
     with tempfile.TemporaryDirectory() as tmp:
         for index, tag in enumerate(tags):
+            profiled = index == len(tags) - 1
+            mode = "own process" if profiled or index % 2 else "planner"
+            time.sleep(GAP_S)
+            if mode != "planner" and not planner.dismiss(platform.fleet):
+                raise RuntimeError("no planner was waiting to be dismissed")
             sha = platform.tag_sha(APP, tag)
             started = time.monotonic()
             platform.deploy_cli("stage", "--env", platform.fleet.stack, "--app", APP, "--sha", sha,
                                 "--actor", "bench-noop", "--no-verify-sha")   # a tag of the fleet's own origin
             verb = time.monotonic() - started
-            profiled = index == len(tags) - 1
             lines = stamped_up(Path(tmp) / "up.prof" if profiled else None)
             plan_line = next(text for _, text in lines if PLAN_LINE.match(text))
             if not plan_line.startswith("[up] plan: running"):
                 raise RuntimeError(f"{tag}: a new sha reused a kept plan: {plan_line}")
+            if any("planner" in text for _, text in lines) != (mode != "planner"):
+                raise RuntimeError(f"{tag}: expected the plan from the {mode}:\n" + "\n".join(t for _, t in lines))
             if profiled:
                 text = io.StringIO()
                 stats = pstats.Stats(str(Path(tmp) / "up.prof"), stream=text).sort_stats("cumulative")
                 stats.print_stats(r"/(fleet|ecom_infra|components|renderers)/", 30)
-                stats.print_callees(r"fleet/local.py:\d+\((up|_deploy|deploy|deploying_plan)\)")
+                stats.print_callees(r"fleet/local.py:\d+\((up|_deploy|deploy|deploying_plan|make_deploying_plan)\)")
                 stats.sort_stats("tottime").print_stats(20)
                 summary = text.getvalue()
             else:
-                rows.append({"tag": tag, "verb": verb, **split_up(lines)})
+                rows.append({"tag": tag, "mode": mode, "verb": verb, **split_up(lines)})
     return rows, summary
 
 
@@ -184,11 +199,15 @@ def report_new_sha(rows: list[dict], summary: str) -> None:
     parts = ("verb", "start", "plan", "before", "executor", "after", "exit")
     for row in rows:
         outside = row["verb"] + row["wall"] - row["executor"]
-        print(f"new sha ({row['tag']}): {row['verb'] + row['wall']:.2f} s = " + " + ".join(
+        print(f"new sha ({row['tag']}, plan by the {row['mode']}): {row['verb'] + row['wall']:.2f} s = " + " + ".join(
             f"{part} {row[part]:.2f}" for part in parts) + f" s; outside the executor {outside:.2f} s", flush=True)
-    for part in (*parts, "wall"):
-        values = [row[part] for row in rows]
-        print(f"new sha {part}: min {min(values):.2f} s, median {statistics.median(values):.2f} s", flush=True)
+    for mode in sorted({row["mode"] for row in rows}):
+        chosen = [row for row in rows if row["mode"] == mode]
+        for part in (*parts, "wall", "outside"):
+            values = [row["verb"] + row["wall"] - row["executor"] if part == "outside" else row[part]
+                      for row in chosen]
+            print(f"new sha, plan by the {mode}, {part}: min {min(values):.2f} s, median "
+                  f"{statistics.median(values):.2f} s", flush=True)
     print("cProfile of one more new-sha up (the project's functions by cumulative time, then all by own time):")
     print(summary, flush=True)
 

@@ -551,7 +551,6 @@ def up(fleet: LocalFleet) -> int:
     keys = Keys.load(fleet)
     running = fleet_spec.load_saved(fleet.name)
     spec = start_or_grow(fleet_spec_from(fleet, fleet_shape(fleet, keys, running), running), running, fleet.state)
-    planner.start(fleet)        # unless the last up left one: it loads (another CPU) while this one goes on
     try:
         origin = build_origin(fleet, keys, fleet.state)
         with SshRunner() as ssh, ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-in") as pool:
@@ -562,7 +561,7 @@ def up(fleet: LocalFleet) -> int:
             with release.one_session(moto.session()):
                 return _deploy(fleet, keys, spec, origin, logins.result, started)
     finally:
-        planner.start(fleet)    # for the next up
+        planner.start(fleet)    # for the next up (this one's, if any, answered and exited)
 
 
 def _deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, origin: Origin,

@@ -4,8 +4,9 @@ When no kept plan fits (a new sha, a config change), `make up` runs the Pulumi p
 a fresh process about half of that is loading the SDK, pulumi-aws and the project's modules and making the boto3
 clients. So each up leaves one planner behind, in the fleet's cgroup (`make down` stops it with moto), which loads
 all that ahead and then waits for one request: the next up sends its fleet settings, the planner runs
-`fleet.local.make_deploying_plan` as the up would (its "[up] plan" lines go back to the up), and exits. One that
-waited IDLE_S exits too.
+`fleet.local.make_deploying_plan` as the up would (its "[up] plan" lines go back to the up), and exits. It loads at
+a low priority and answers only once loaded: an up that comes sooner (right after the last) plans itself rather
+than wait. One that waited IDLE_S exits too.
 
 What keeps its plan the one the up would make: what the planner loaded ahead must be what the up would load now.
 The request carries the up's Python and installed packages, which must be the planner's, and every project module
@@ -38,10 +39,13 @@ if TYPE_CHECKING:
 
 SOCKET_NAME = "planner.sock"
 LOG_NAME = "planner.log"
-IDLE_S = 900
-# How long an up waits for the planner's answer (it may still be loading: ~1 s; a plan takes ~0.5 s once loaded)
-# before it gives up and plans itself.
+IDLE_S = 3600
+# How long an up waits for a loaded planner's answer (a plan takes ~0.5 s) before it gives up and plans itself.
 ANSWER_TIMEOUT_S = 60
+# A planner greets at once when loaded; one that does not within this is still loading (an up right after the
+# last), and the up plans itself rather than wait.
+READY_TIMEOUT_S = 0.25
+LOAD_NICE = 10          # it loads when the CPUs have nothing better to do
 # What the program uses of the SDK's packages; pulumi-aws loads each of its modules on first use (the slow part).
 PRELOAD = ("pulumi_aws.ec2", "pulumi_aws.iam", "pulumi_aws.s3", "pulumi_command.remote", "pulumi_tls",
            "ecom_infra.plan", "components.platform", "fleet.cloud", "fleet.local")
@@ -93,18 +97,25 @@ def socket_path(fleet: LocalFleet) -> Path:
 
 def ask(fleet: LocalFleet, say: Callable[[str, str], None]) -> dict | None:
     """The deploying plan from the fleet's planner (its lines printed here as they come), or None when there is
-    none, it is stale, or it failed: then the up plans itself. A config error is raised as the up would."""
+    none, it is still loading, it is stale, or it failed: then the up plans itself. A config error is raised as
+    the up would."""
     from ecom_infra.errors import ConfigError  # noqa: PLC0415
 
     path = socket_path(fleet)
     if not path.exists():
         return None
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(ANSWER_TIMEOUT_S)
         try:
+            conn.settimeout(READY_TIMEOUT_S)
             conn.connect(str(path))
-            conn.sendall(json.dumps({"fleet": dataclasses.asdict(fleet), "identity": identity()}).encode() + b"\n")
             answers = conn.makefile("r", encoding="utf-8")
+            try:
+                answers.readline()                # its greeting: it accepts once loaded
+            except TimeoutError:
+                say("plan", "the planner the last up left is still loading: planning here")
+                return None
+            conn.settimeout(ANSWER_TIMEOUT_S)
+            conn.sendall(json.dumps({"fleet": dataclasses.asdict(fleet), "identity": identity()}).encode() + b"\n")
             for raw in answers:
                 answer = json.loads(raw)
                 if "line" in answer:
@@ -117,7 +128,7 @@ def ask(fleet: LocalFleet, say: Callable[[str, str], None]) -> dict | None:
                 elif "plan_sha256" in answer:
                     text = (fleet.state / "plan.json").read_text()
                     if hashlib.sha256(text.encode()).hexdigest() != answer["plan_sha256"]:
-                        return None
+                        break
                     return json.loads(text)
                 else:
                     break
@@ -126,6 +137,21 @@ def ask(fleet: LocalFleet, say: Callable[[str, str], None]) -> dict | None:
             return None
     say("plan", "the waiting planner failed: planning here")
     return None
+
+
+def dismiss(fleet: LocalFleet) -> bool:
+    """Make a waiting planner exit without planning, once it has loaded (the next up plans itself; benchmarks
+    compare the two): whether one was waiting."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(ANSWER_TIMEOUT_S)
+        try:
+            conn.connect(str(socket_path(fleet)))
+            answers = conn.makefile("rb")
+            answers.readline()
+            conn.sendall(b'{"identity": null}\n')
+            return b"stale" in answers.readline()
+        except OSError:
+            return False
 
 
 def start(fleet: LocalFleet) -> None:
@@ -164,15 +190,24 @@ class _Lines(io.TextIOBase):
         return len(text)
 
 
-def serve_one(listener: socket.socket, state: Path, ours: dict[str, Any], loaded: dict[str, str]) -> None:
-    """Answer the first request on `listener` (connections that send none are probes), then return."""
+def serve_one(listener: socket.socket, state: Path, ours: dict[str, Any], loaded: dict[str, str],
+              taken: Callable[[], None]) -> None:
+    """Answer the first request on `listener` (connections that send none are probes), then return. `taken()`
+    runs as the request comes: from then on no up finds this planner waiting (the up it serves starts the next)."""
     listener.settimeout(IDLE_S)
     while True:
         conn, _ = listener.accept()
         with conn:
-            raw = conn.makefile("rb").readline()
+            try:
+                conn.sendall(b'{"ready": true}\n')
+                raw = conn.makefile("rb").readline()
+            except OSError:
+                continue                          # an up that found it still loading, and planned itself
             if not raw:
                 continue                          # a probe: `start` checking that a planner waits
+            taken()
+            with contextlib.suppress(OSError):    # loaded at a low priority; a request is served at the up's
+                os.setpriority(os.PRIO_PROCESS, 0, 0)
             conn.settimeout(None)
             answer(conn, json.loads(raw), state, ours, loaded)
             return
@@ -184,9 +219,11 @@ def answer(conn: socket.socket, request: dict, state: Path, ours: dict[str, Any]
     def send(message: dict) -> None:
         conn.sendall(json.dumps(message).encode() + b"\n")
 
-    fleet = local.LocalFleet(**request["fleet"])
-    stale = why_stale(ours, loaded, request) if fleet.state == state else f"it serves {state}, not {fleet.state}"
-    if stale is not None:
+    stale = why_stale(ours, loaded, request)
+    fleet = local.LocalFleet(**request["fleet"]) if stale is None else None
+    if fleet is not None and fleet.state != state:
+        stale = f"it serves {state}, not {fleet.state}"
+    if fleet is None or stale is not None:
         send({"stale": stale})
         return
     send_plan(fleet, send)
@@ -225,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="us-east-1")
     args = parser.parse_args(argv)
     gc.disable()                                  # as in an up (fleet/local.py says why)
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, LOAD_NICE)
     started = time.monotonic()
     ours = identity()                             # before loading: packages installed later make it stale
     path = args.state / SOCKET_NAME
@@ -237,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             os.umask(old)
         bound = path.stat()
+
+        def unlink() -> None:
+            with contextlib.suppress(OSError):    # only our socket: the next planner may have bound the path
+                if os.path.samestat(path.stat(), bound):
+                    path.unlink()
+
         listener.listen(4)
         try:
             preload(args.endpoint, args.region)
@@ -246,13 +291,11 @@ def main(argv: list[str] | None = None) -> int:
             loaded = project_sources()
             print(f"planner: loaded in {time.monotonic() - started:.1f} s ({len(loaded)} project modules)",
                   flush=True)
-            serve_one(listener, args.state, ours, loaded)
+            serve_one(listener, args.state, ours, loaded, unlink)
         except TimeoutError:
             print(f"planner: no request in {IDLE_S} s: exiting", flush=True)
         finally:
-            with contextlib.suppress(OSError):    # only our socket: the next planner may have bound the path
-                if os.path.samestat(path.stat(), bound):
-                    path.unlink()
+            unlink()
     gc.freeze()
     return 0
 

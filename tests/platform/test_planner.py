@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,15 +28,17 @@ from ..conftest import ROOT
 NEW_SHA = "d" * 40
 
 
-def start_planner(w: World, project: Path = ROOT, log_name: str = "planner.log") -> subprocess.Popen:
-    """A planner for the world's fleet, run from `project` (a copy of the project, or the project itself)."""
-    log = open(w.fleet.state.parent / log_name, "ab")  # noqa: SIM115 - the process's stdout
+def start_planner(w: World, project: Path = ROOT) -> subprocess.Popen:
+    """A planner for the world's fleet, run from `project` (a copy of the project, or the project itself), once it
+    has loaded (it says so in its own log)."""
+    log_name = f"planner-{time.monotonic_ns()}.log"
+    log = open(w.fleet.state.parent / log_name, "wb")  # noqa: SIM115 - the process's stdout
     proc = subprocess.Popen([sys.executable, "-m", "fleet.planner", "--state", str(w.fleet.state),
                              "--endpoint", w.fleet.endpoint], cwd=project, stdout=log, stderr=log)
     log.close()
-    deadline = time.monotonic() + 30
-    while not planner.socket_path(w.fleet).exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the planner did not listen"
+    deadline = time.monotonic() + 60
+    while "planner: loaded" not in (w.fleet.state.parent / log_name).read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, "the planner did not load"
         time.sleep(0.02)
     return proc
 
@@ -109,13 +112,11 @@ def test_a_planner_whose_loaded_module_changed_is_stale_and_the_up_plans_itself(
                                json.dumps(dataclasses.asdict(w.fleet))], cwd=project, capture_output=True,
                               text=True, check=True, env={**os.environ, **local.ENV}).stdout
 
-    proc = start_planner(w, project, "planner-1.log")
-    out = up_in_copy()                         # the planner may still be loading: the up waits for it
+    proc = start_planner(w, project)
+    out = up_in_copy()
     assert proc.wait(timeout=60) == 0
     assert "planner" not in out and out.count("[up] plan: ") == 1, out      # the planner's plan
-    proc = start_planner(w, project, "planner-2.log")
-    while "planner: loaded" not in (w.fleet.state.parent / "planner-2.log").read_text():
-        time.sleep(0.05)
+    proc = start_planner(w, project)
     edited = project / "fleet" / "cloud.py"
     edited.write_text(edited.read_text() + "\n# edited after the planner loaded it\n")
     out = up_in_copy()
@@ -130,3 +131,19 @@ def test_why_stale_names_another_python_or_packages():
     assert planner.why_stale(ours, {}, {"identity": {**ours, "packages": [*ours["packages"], "x-1.dist-info"]}}) \
         == "the up runs from another checkout, or another Python or other packages"
     assert planner.why_stale(ours, {}, {"identity": {**ours, "project": "/elsewhere"}}) is not None
+
+
+def test_an_up_that_finds_the_planner_loading_plans_itself_and_the_planner_waits_on(w, capsys):
+    """A planner answers only once loaded; one that is stuck before (here: stopped) makes the up plan itself, and
+    still serves the next up once it goes on."""
+    proc = start_planner(w)
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        out, _ = deploying_plan(w, capsys)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    assert "[up] plan: the planner the last up left is still loading: planning here" in out
+    out, _ = deploying_plan(w, capsys)
+    assert proc.wait(timeout=60) == 0
+    assert "planner" not in out and out.count("[up] plan: ") == 1, out
+    assert planner.dismiss(w.fleet) is False           # none left
