@@ -555,9 +555,9 @@ def up(fleet: LocalFleet) -> int:
         origin = build_origin(fleet, keys, fleet.state)
         with SshRunner() as ssh, ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-in") as pool:
             logins = pool.submit(log_in_all, fleet, spec, keys, ssh)
-            from ecom_infra import release  # noqa: PLC0415 - boto3: only `up` talks to moto
+            from ecom_infra import release  # noqa: PLC0415 - botocore: only `up` talks to moto
 
-            # One boto3 session for the rest: moto's clients and the release verbs' S3 client (release.one_session).
+            # One botocore session for the rest: moto's clients and the release verbs' S3 client (release.one_session).
             with release.one_session(moto.session()):
                 return _deploy(fleet, keys, spec, origin, logins.result, started)
     finally:
