@@ -18,10 +18,12 @@ What `up` does, each stage printed as it goes:
     `ecom-deploy stage` at each app's first version;
  5. the plan runs again against moto (instances, Elastic IP and its association become
     real moto state), or a plan an earlier up kept is reused when nothing it read changed
-    (fleet/plan_cache.py); once every host is logged in, the git host gets the repositories
+    (fleet/plan_cache.py), in the planner the last up left loaded when it may (fleet/planner.py),
+    else here; once every host is logged in, the git host gets the repositories
     unless it already has these, and the executor runs the plan's remote commands over
     those logins (one SSH connection per host per up);
- 6. the EIP emulation follows the plan's allocation, and the last line is the endpoint.
+ 6. the EIP emulation follows the plan's allocation, and the last line is the endpoint; a planner is
+    left for the next up.
 
 Why over ~400 lines: it is the `make up` sequence end to end, one function per stage above, read top
 to bottom as one file (as Capistrano's deploy.rake is).
