@@ -25,6 +25,7 @@ import importlib
 import io
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -99,8 +100,6 @@ def ask(fleet: LocalFleet, say: Callable[[str, str], None]) -> dict | None:
     """The deploying plan from the fleet's planner (its lines printed here as they come), or None when there is
     none, it is still loading, it is stale, or it failed: then the up plans itself. A config error is raised as
     the up would."""
-    from ecom_infra.errors import ConfigError  # noqa: PLC0415
-
     path = socket_path(fleet)
     if not path.exists():
         return None
@@ -110,33 +109,55 @@ def ask(fleet: LocalFleet, say: Callable[[str, str], None]) -> dict | None:
             conn.connect(str(path))
             answers = conn.makefile("r", encoding="utf-8")
             try:
-                answers.readline()                # its greeting: it accepts once loaded
+                pid = int(json.loads(answers.readline())["ready"])   # its greeting: it accepts once loaded
             except TimeoutError:
                 say("plan", "the planner the last up left is still loading: planning here")
                 return None
             conn.settimeout(ANSWER_TIMEOUT_S)
             conn.sendall(json.dumps({"fleet": dataclasses.asdict(fleet), "identity": identity()}).encode() + b"\n")
-            for raw in answers:
-                answer = json.loads(raw)
-                if "line" in answer:
-                    print(answer["line"], flush=True)
-                elif "stale" in answer:
-                    say("plan", f"the waiting planner is stale ({answer['stale']}): planning here")
-                    return None
-                elif "config_error" in answer:
-                    raise ConfigError(*answer["config_error"])
-                elif "plan_sha256" in answer:
-                    text = (fleet.state / "plan.json").read_text()
-                    if hashlib.sha256(text.encode()).hexdigest() != answer["plan_sha256"]:
-                        break
-                    return json.loads(text)
-                else:
-                    break
-        except (OSError, ValueError) as exc:
+            try:
+                return _answers(fleet, answers, say)
+            except TimeoutError:
+                # Never two plans at once (both would write to moto and the plan files): it goes first.
+                _stop(pid)
+                say("plan", f"the planner gave no answer in {ANSWER_TIMEOUT_S} s and was stopped: planning here")
+                return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             say("plan", f"the waiting planner did not answer ({type(exc).__name__}): planning here")
             return None
+
+
+def _answers(fleet: LocalFleet, answers: io.TextIOBase, say: Callable[[str, str], None]) -> dict | None:
+    """Read the planner's answers to a request: its lines are printed; the plan, or None (stale, or failed)."""
+    from ecom_infra.errors import ConfigError  # noqa: PLC0415
+
+    for raw in answers:
+        answer = json.loads(raw)
+        if "line" in answer:
+            print(answer["line"], flush=True)
+        elif "stale" in answer:
+            say("plan", f"the waiting planner is stale ({answer['stale']}): planning here")
+            return None
+        elif "config_error" in answer:
+            raise ConfigError(*answer["config_error"])
+        elif "plan_sha256" in answer:
+            text = (fleet.state / "plan.json").read_text()
+            if hashlib.sha256(text.encode()).hexdigest() != answer["plan_sha256"]:
+                break
+            return json.loads(text)
+        else:
+            break
     say("plan", "the waiting planner failed: planning here")
     return None
+
+
+def _stop(pid: int) -> None:
+    """SIGKILL the planner that greeted with `pid`, and wait until it is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def dismiss(fleet: LocalFleet) -> bool:
@@ -199,7 +220,7 @@ def serve_one(listener: socket.socket, state: Path, ours: dict[str, Any], loaded
         conn, _ = listener.accept()
         with conn:
             try:
-                conn.sendall(b'{"ready": true}\n')
+                conn.sendall(json.dumps({"ready": os.getpid()}).encode() + b"\n")
                 raw = conn.makefile("rb").readline()
             except OSError:
                 continue                          # an up that found it still loading, and planned itself

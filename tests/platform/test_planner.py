@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -147,3 +149,31 @@ def test_an_up_that_finds_the_planner_loading_plans_itself_and_the_planner_waits
     assert proc.wait(timeout=60) == 0
     assert "planner" not in out and out.count("[up] plan: ") == 1, out
     assert planner.dismiss(w.fleet) is False           # none left
+
+
+def test_a_planner_that_greets_and_then_gives_no_answer_is_stopped_before_the_up_plans_itself(w, monkeypatch):
+    """Never two plans at once: a planner that took the request but does not answer in time (here a stand-in that
+    greets with the pid of a process that only sleeps) is killed, and only then does the up plan itself."""
+    monkeypatch.setattr(planner, "ANSWER_TIMEOUT_S", 1)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    path = planner.socket_path(w.fleet)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+
+        def greet_and_hang() -> None:
+            conn, _ = listener.accept()
+            conn.sendall(json.dumps({"ready": sleeper.pid}).encode() + b"\n")
+            time.sleep(5)
+            conn.close()
+
+        stand_in = threading.Thread(target=greet_and_hang)
+        stand_in.start()
+        said: list[str] = []
+        try:
+            assert planner.ask(w.fleet, lambda stage, text: said.append(text)) is None
+        finally:
+            stand_in.join()
+            path.unlink()
+    assert sleeper.wait(timeout=5) == -signal.SIGKILL
+    assert said == ["the planner gave no answer in 1 s and was stopped: planning here"]
