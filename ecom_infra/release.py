@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 import yaml
 
 from . import defaults, shafile
@@ -137,8 +137,9 @@ def one_session(session: Any) -> Iterator[None]:
 
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None):
-    """A boto3 S3 client on its own session (sessions are not shared between threads), or within
-    `one_session` the one client of that session for this endpoint and region.
+    """An S3 client on its own session (sessions are not shared between threads), or within `one_session` the
+    one client of that session for this endpoint and region. botocore's own: boto3's adds only what these verbs do
+    not use (resources, transfer helpers) and costs about 0.1 s more to make.
 
     Region and credentials come from the normal AWS environment. A custom endpoint (moto,
     LocalStack) gets path-style addressing, since it has no per-bucket DNS names.
@@ -152,11 +153,11 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None):
     if _SHARED:
         key = (endpoint_url, region)
         if key not in _SHARED["clients"]:
-            _SHARED["clients"][key] = _SHARED["session"].client("s3", region_name=region,
-                                                                endpoint_url=endpoint_url or None, config=config)
+            _SHARED["clients"][key] = _SHARED["session"].create_client(
+                "s3", region_name=region, endpoint_url=endpoint_url or None, config=config)
         return _SHARED["clients"][key]
-    session = boto3.session.Session(region_name=region)
-    return session.client("s3", endpoint_url=endpoint_url or None, config=config)
+    return botocore.session.Session().create_client("s3", region_name=region, endpoint_url=endpoint_url or None,
+                                                    config=config)
 
 
 @contextmanager

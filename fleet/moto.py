@@ -50,24 +50,24 @@ READ_TIMEOUT_S = 60
 
 
 _LOCK = threading.RLock()
-_SESSION: list = []                       # the process's one boto3 session, once made
+_SESSION: list = []                       # the process's one botocore session, once made
 _CLIENTS: dict[tuple[str, str, str], Any] = {}
 
 
 def session():
-    """The process's boto3 session for moto (and for the release verbs `make up` runs in its process): the first
+    """The process's botocore session for moto (and for the release verbs `make up` runs in its process): the first
     client of a service loads its model and the endpoint data into the session (0.05-0.3 s each); later clients
-    made from the same session reuse them. Made under the lock: a boto3 session is not thread-safe."""
-    import boto3  # noqa: PLC0415 - boto3 is slow to import; `status` and `down` never need it
+    made from the same session reuse them. Made under the lock: a botocore session is not thread-safe."""
+    import botocore.session  # noqa: PLC0415 - slow to import; `status` and `down` never need it
 
     with _LOCK:
         if not _SESSION:
-            _SESSION.append(boto3.session.Session())
+            _SESSION.append(botocore.session.Session())
         return _SESSION[0]
 
 
 def client(endpoint: str, service: str, region: str = "us-east-1"):
-    """A boto3 client on the fleet's moto (any credentials do), with timeouts that fit moto's slow first calls.
+    """A botocore client on the fleet's moto (any credentials do), with timeouts that fit moto's slow first calls.
     One per endpoint, service and region in a process (a client is thread-safe; making one is the slow part)."""
     from botocore.config import Config  # noqa: PLC0415
 
@@ -76,9 +76,9 @@ def client(endpoint: str, service: str, region: str = "us-east-1"):
         if key not in _CLIENTS:
             config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
                             retries={"max_attempts": 2})
-            _CLIENTS[key] = session().client(service, endpoint_url=endpoint, region_name=region,
-                                             aws_access_key_id="fleet", aws_secret_access_key="fleet",
-                                             config=config)
+            _CLIENTS[key] = session().create_client(service, endpoint_url=endpoint, region_name=region,
+                                                    aws_access_key_id="fleet", aws_secret_access_key="fleet",
+                                                    config=config)
         return _CLIENTS[key]
 
 

@@ -3,6 +3,7 @@ them), with progress lines and the state kept current."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -35,9 +36,10 @@ def _check_stack(plan: Mapping, state: Mapping, state_path: Path) -> None:
                               f"the plan is for {plan[key]!r}")
 
 
-def run_plan(plan: dict, state_path: Path, *, log: Log = print) -> RunReport:
+def run_plan(plan: dict, state_path: Path, *, log: Log = print, ssh: SshRunner | None = None) -> RunReport:
     """Make the hosts match the plan; returns what ran. Raises StepFailed (after recording every step that
-    succeeded) when a step fails, ConfigError when the plan or the state file is malformed."""
+    succeeded) when a step fails, ConfigError when the plan or the state file is malformed. `ssh`: a runner the
+    caller opened (and closes), whose logins to the same hosts, users, keys and pins the steps reuse."""
     started = time.monotonic()
     state_path = Path(state_path)
     with _locked(state_path):
@@ -56,8 +58,8 @@ def run_plan(plan: dict, state_path: Path, *, log: Log = print) -> RunReport:
                 f"({report.seconds:.1f} s)")
             return report
         set_last_run(state, state_path, LAST_RUN_RUNNING)     # what a killed run leaves
-        with SshRunner(log) as ssh:
-            run = _Run(state, state_path, ssh, log)
+        with contextlib.nullcontext(ssh) if ssh is not None else SshRunner(log) as runner:
+            run = _Run(state, state_path, runner, log)
             failure = _run_actions(run, actions, planned, report, log)
             if failure is not None:
                 set_last_run(state, state_path, LAST_RUN_FAILED)

@@ -126,6 +126,12 @@ class Connection:
     def host_key_line(self) -> str:
         return f"{self.host_key_type} {base64.b64encode(self.host_key_blob).decode()}"
 
+    @property
+    def login(self) -> tuple:
+        """What makes two connections one login (one master connection of an SshRunner): the same address, user
+        and key, and the same pinned host key."""
+        return (self.host, self.port, self.user, self.private_key, self.host_key_line)
+
 
 def check_environment(raw: object, key: str) -> dict[str, str]:
     """`environment` input -> {name: value}; names must be shell identifiers that make sense remotely."""

@@ -128,12 +128,11 @@ class SshRunner:
     # -- connection -----------------------------------------------------------------------------------------
 
     def _master(self, conn: Connection) -> _Master:
-        identity = (conn.host, conn.port, conn.user, conn.private_key, conn.host_key_line)
         with self._masters_lock:
-            master = self._masters.get(identity)
+            master = self._masters.get(conn.login)
             if master is None:
                 master = self._new_master(conn, len(self._masters))
-                self._masters[identity] = master
+                self._masters[conn.login] = master
         return master
 
     def _connected_master(self, conn: Connection) -> _Master:

@@ -411,3 +411,24 @@ def test_connect_logs_in_to_every_host_at_once_and_names_each_failure(world, alp
         assert isinstance(errors[2], DialError) and "Connection refused" in str(errors[2])
         assert len(ssh._masters) == 3          # the same connection twice: one master
         assert ssh.run(good, "echo $SSHD_NAME").stdout == "alpha"
+
+
+def test_a_runner_the_caller_opened_serves_the_steps_on_its_logins_and_stays_open(world, alpha):
+    """`make up` logs in to every host first and hands that runner to run_plan: the steps dial no new connection
+    (sshd logs one accepted login, the caller's), and the runner is the caller's to close."""
+    from fleet.ssh.connection import Connection
+    from fleet.ssh.runner import SshRunner
+
+    def logins() -> int:
+        return alpha.log.read_text().count("Accepted publickey")
+
+    conn = world.conn(alpha)
+    with SshRunner(log=world.lines.append) as ssh:
+        assert ssh.connect([Connection.from_inputs(conn, "alpha")]) == [None]
+        before = logins()
+        run_plan(plan(command("a", conn, create=world.record("create a on $SSHD_NAME")),
+                      command("b", conn, deps=("a",), create=world.record("create b"))),
+                 world.state_path, log=world.lines.append, ssh=ssh)
+        assert logins() == before
+        assert ssh.run(Connection.from_inputs(conn, "alpha"), "echo $SSHD_NAME").stdout == "alpha"
+    assert world.events() == ["create a on alpha", "create b"]

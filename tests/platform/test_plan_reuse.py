@@ -18,6 +18,7 @@ import pytest
 
 from fleet import local, moto, plan_cache
 from fleet import spec as fleet_spec
+from fleet.executor.resources import remote_resources
 from fleet.executor.state import load_state, save_state
 from fleet.moto_reads import MotoReads, RecordingClient
 from tests.support.moto_server import running_moto_server
@@ -198,6 +199,17 @@ def test_the_mocks_see_only_the_recorded_part_of_an_answer_and_a_write_is_notice
     assert os.environ["AWS_EC2_METADATA_DISABLED"] == "true"
 
 
+def test_the_plans_remote_commands_log_in_as_up_does_so_the_executor_reuses_ups_logins(w):
+    """`up` logs in to every host while the plan runs and hands those logins to the executor (fleet/local.py):
+    every remote command's connection must be one of them (same address, user, key and pinned host key), or
+    its step would dial again."""
+    _, plan = w.plan()
+    fleet = dataclasses.replace(w.fleet, bridge=local.LocalFleet.from_stack().bridge)     # the hosts' own network
+    spec = fleet_spec.parse(local.fleet_spec_from(fleet, local.fleet_shape(fleet, w.keys, None), None))
+    logins = {local.login_connection(spec, w.keys, host.name).login for host in spec.hosts}
+    used = {r.connection.login for r in remote_resources(plan)}
+    assert len(used) == len(plan["hosts"]) and used <= logins
+
 def test_an_instance_stopped_or_terminated_in_moto_runs_the_program_again(w):
     """(Last: the instance is gone for good. moto refuses a new instance on the address the old one held, so the
     program's run fails here after it started: what matters is that it ran instead of reusing a plan.)"""
@@ -217,3 +229,4 @@ def test_an_instance_stopped_or_terminated_in_moto_runs_the_program_again(w):
     assert w.plan()[0] == REUSED                 # the same instance, running again: the same answers
     ec2.terminate_instances(InstanceIds=[instance])
     assert tried_to_plan()
+
