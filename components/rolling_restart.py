@@ -1,15 +1,15 @@
-"""The rolling restart: each app's servers switch to their new release in batches, drained on HAProxy.
+"""The rolling restart: each app's servers switch to their new release in batches.
 
-Every server of an app builds its release first (and runs its afterBuild hooks: db:migrate); then the servers
-restart in batches of `apps[].restartBatch` (default all but one), each batch after the one before:
+Every server of an app builds its release first (and runs its afterBuild hooks: db:migrate) and boots it in puma's
+idle slot, beside the live one; then the servers publish (switch nginx to that slot) in batches of
+`apps[].restartBatch` (default all but one), each batch after the one before:
 
-    builds of all servers -> publish(batch 1) -> publish(batch 2) -> ...
+    builds and boots of all servers -> publish(batch 1) -> publish(batch 2) -> ...
 
-A build that fails stops the deploy before any server restarts; a publish that fails stops it before the next
-batch. Under systemd puma's socket outlives the restart (requests, HAProxy's checks included, wait in it for the
-new puma), so by default (`apps[].drainRestarts: false`) such a publish is not drained, and it holds for HAProxy's
-checks only when requests waited longer than their timeout; a publish that re-creates the socket, or on a host
-without systemd, is drained.
+A build or boot that fails stops the deploy before any server switches; a publish that fails stops it before the
+next batch. A publish never closes the socket nginx uses, so by default (`apps[].drainRestarts: false`) it is not
+drained; it holds for HAProxy's checks only when they can have seen the server DOWN (no puma served there before,
+or requests waited longer than the checks' timeout). `drainRestarts: true` drains every publish.
 
 The drain is not a step on the HAProxy nodes (the engine starts no step after a failure, so a `ready` step after a
 failed publish would never run): each app server runs an agent HAProxy asks at every check, and the publish holds
@@ -34,8 +34,8 @@ def rolling_restart(apps: Sequence[App], servers: Sequence[AppServer], *, after:
                     health: HealthCheck) -> None:
     """Declare the agents and the drained publishes of `servers`, app by app, in batches.
 
-    `after`: what must be done before the first restart (the HAProxy nodes' configuration, which asks the
-    agents); `health`: HAProxy's checks of app servers (a publish stays drained until they see it UP).
+    `after`: what must be done before the first publish (the HAProxy nodes' configuration, which asks the
+    agents); `health`: HAProxy's checks of app servers (a held publish waits until they can see it UP).
     """
     for app in apps:
         built = [(server, server.built) for server in servers if server.built.server.app == app.name]
