@@ -289,7 +289,10 @@ def test_a_deploy_killed_during_precompile_leaves_the_old_release_serving_and_th
     assert "version code-change" in get(SHOP)[1]
     names, current = releases_on("ecom-platform-1")
     assert current.endswith(tag_sha("ecom-platform", "code-change")[:12])
-    assert any(n.endswith(tag_sha("ecom-platform", "r1")[:12]) for n in names)   # left half-made by the kill
+    # Left half-made by the kill (the message says what the failed up and the host saw, should it ever not be).
+    assert any(n.endswith(tag_sha("ecom-platform", "r1")[:12]) for n in names), (
+        names, failed.stdout[-3000:], failed.stderr[-1500:],
+        on_host("ecom-platform-1", "tail -n 5 /srv/www/ecom-platform/revisions.log; ls -la /srv/www/ecom-platform/meta"))
     local("up")
     assert "version r1" in get(SHOP)[1]
     out = step_output("ecom-platform-1-release-build")
