@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     path = args.state / SOCKET_NAME
     path.unlink(missing_ok=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        # Listening before loading: an up that comes meanwhile waits for the answer instead of planning itself.
+        # Bound before loading, so `start` finds a planner and starts no second one; an up that comes meanwhile
+        # gets no greeting within READY_TIMEOUT_S and plans itself.
         old = os.umask(0o177)
         try:
             listener.bind(str(path))
