@@ -1,8 +1,8 @@
 """`ifChanged` hooks for real (issue 16): on a host with a real git mirror, `bin/rails db:migrate` with
 `ifChanged: [db/migrate, db/schema.rb]` runs on the first deploy, is skipped (and leaves no once-marker) for a
 sha that touches neither path, runs for one that adds a migration, and runs on a rollback to a release whose
-migrations differ; an afterPublish hook follows the stylesheet the same way; when the live release's sha is not
-in the mirror, the hook runs (when in doubt, run)."""
+migrations differ; an afterPublish hook follows the stylesheet the same way; when the live release has no record
+of the hook (a changed command) or its sha is not in the mirror, the hook runs (when in doubt, run)."""
 from __future__ import annotations
 
 import os
@@ -131,11 +131,21 @@ def test_hooks_run_only_when_their_paths_changed_since_the_live_release(host, or
     assert f"runs: app/assets/stylesheets changed since {migrated}" in hook_line(publish, "afterPublish-1")
     assert runs(host)[4:] == ["migrate", f"style {shas['code-change']}"]
 
+    # Each release has each hook on record (it ran, or nothing it watches changed); a changed command is a
+    # new hook, which no live release has on record: it runs once, though its paths did not change.
+    migrate_id = host.spec.hooks_at("afterBuild")[0][0]
+    assert all((host.app_dir / "meta" / rel / f"hook.{migrate_id}").is_file() for rel in (v1, code, asset, migrated))
+    host.with_sha(shas["r1"], hooks=(("afterBuild", "echo migrate2 >> log/hook-runs", True, 60, MIGRATE[4]), STYLE))
+    build, _ = deploy(host, shas["r1"])
+    r1 = host.current()
+    assert f"runs: {code} has no record of it (a new or changed hook)" in hook_line(build, "afterBuild-1")
+    assert runs(host)[6:] == ["migrate2", f"style {shas['r1']}"]         # r1 has asset-change's stylesheet
+
     # The live release's sha is not in the mirror (here: its record names a commit nobody has): run.
     unknown = "0" * 40
-    (host.app_dir / "meta" / code / "sha").write_text(unknown + "\n")
-    build, _ = deploy(host, shas["r1"])
-    assert f"runs: could not compare db/migrate, db/schema.rb with {code} ({unknown[:12]}; git exit 128)" in \
+    (host.app_dir / "meta" / r1 / "sha").write_text(unknown + "\n")
+    build, _ = deploy(host, shas["r2"])
+    assert f"runs: could not compare db/migrate, db/schema.rb with {r1} ({unknown[:12]}; git exit 128)" in \
         hook_line(build, "afterBuild-1")
-    assert runs(host)[6:] == ["migrate", f"style {shas['r1']}"]
-    assert os.path.isfile(host.app_dir / "hooks" / shas["r1"] / f"{host.spec.hooks_at('afterBuild')[0][0]}.done")
+    assert runs(host)[8:] == ["migrate2", f"style {shas['r2']}"]
+    assert os.path.isfile(host.app_dir / "hooks" / shas["r2"] / f"{host.spec.hooks_at('afterBuild')[0][0]}.done")
