@@ -105,7 +105,7 @@ def spec_from_settings(settings: Settings, app_name: str, sha: str | None, **ove
         "ruby_source": settings.ruby.source, "bundle_local": settings.ruby.bundle_local,
         "datadog_enabled": settings.datadog.enabled, "datadog_conf_dir": settings.datadog.conf_dir,
         "linked_dirs": app.linked_dirs, "linked_files": app.linked_files, "env": app.env,
-        "hooks": tuple((h.point, h.run, h.once, h.timeout) for h in app.hooks),
+        "hooks": tuple((h.point, h.run, h.once, h.timeout, h.if_changed) for h in app.hooks),
     }
     values.update(overrides)
     return AppServerSpec(**values)

@@ -34,6 +34,7 @@ APP_LINKED_DIRS: tuple[str, ...] = ("log", "tmp/pids", "tmp/sockets", "tmp/cache
 APP_LINKED_FILES: tuple[str, ...] = ()
 HOOK_ONCE = False
 HOOK_TIMEOUT = 600                  # seconds a hook may run before it is killed (and fails the deploy)
+HOOK_IF_CHANGED: tuple[str, ...] = ()   # no paths: the hook runs on every deploy, changed or not
 
 
 def restart_batch(servers: int) -> int:
@@ -149,6 +150,7 @@ README_TABLE: dict[str, str] = {
     "apps[].hooks.<point>[].run": REQUIRED,
     "apps[].hooks.<point>[].once": _text(HOOK_ONCE),
     "apps[].hooks.<point>[].timeout": _text(HOOK_TIMEOUT),
+    "apps[].hooks.<point>[].ifChanged": "– (always runs)",
     "deploy.user": _text(DEPLOY_USER),
     "deploy.group": "same as user",
     "deploy.root": _text(DEPLOY_ROOT),

@@ -10,16 +10,16 @@ Public API (all patterns are compiled; use `.fullmatch`, or `match()` below):
 - names:   APP_NAME (an app, 2-40), NAME (a stack/environment, a step, a host: kebab-case, 1-63),
            UNIX_NAME, ENV_NAME, PACKAGE, SERVER_NAME, INTERFACE, WHO, ACTOR, TAG_KEY, TAG_VALUE
 - git:     BRANCH, SHA, GIT_SCP, GIT_SSH, KNOWN_HOST, SSH_PUBKEY
-- paths:   ABS_PATH, LINK_PATH, URL_PATH, HTTP_URL, BIND
+- paths:   ABS_PATH, LINK_PATH, REPO_PATH, URL_PATH, HTTP_URL, BIND
 - AWS:     REGION, AZ, INSTANCE_TYPE, VPC_ID, SUBNET_ID, AMI_ID, AMI_OWNER, AMI_NAME, BUCKET, S3_KEY,
            INSTANCE_ID, ALLOCATION_ID
 - misc:    HOSTNAME, UTC_TIME
 - scripts: SCRIPT_XTRACE, SCRIPT_STDIN_TO_OUTPUT, SCRIPT_COMMENT (what a secret-reading step may not do)
 - ranges:  (low, high) tuples named after their key, e.g. KEEP_RELEASES, SERVERS, PORT, HOOK_TIMEOUT
-- sets:    HOOK_POINTS, RESERVED_LINK_PATHS, RESERVED_ENV_NAMES, SYSTEM_DIRS, SYSTEM_TREES, SYSTEM_ACCOUNTS,
-           ADMIN_MIN_PREFIX
+- sets:    HOOK_POINTS, HOOK_IF_CHANGED_POINTS, RESERVED_LINK_PATHS, RESERVED_ENV_NAMES, SYSTEM_DIRS,
+           SYSTEM_TREES, SYSTEM_ACCOUNTS, ADMIN_MIN_PREFIX
 - checks:  fail, check, show, key_name, match, check_count, check_bool, check_mapping, check_list,
-           check_unknown_keys, check_path, check_http_url, redact_url, check_branch, check_cidr,
+           check_unknown_keys, check_path, is_repo_path, check_http_url, redact_url, check_branch, check_cidr,
            check_ipv4, check_sha
 Each check returns the (normalised) value, so `x = check_count(raw, key, *SERVERS, "2")` reads as one line.
 """
@@ -71,6 +71,9 @@ SSH_PUBKEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ssh-rsa) [A-Za-z0-9+
 ABS_PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
 # A path inside a release (linkedDirs/linkedFiles): relative, no leading '.', at most 10 parts.
 LINK_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,9}$")
+# A path in the app's git repository (hooks' ifChanged): relative, at most 10 parts; dotfiles allowed
+# (`.ruby-version`), '.' and '..' parts are not (is_repo_path). No ':', '*', '?', '[': git reads none as magic.
+REPO_PATH = re.compile(r"^[A-Za-z0-9._-]{1,100}(/[A-Za-z0-9._-]{1,100}){0,9}$")
 URL_PATH = re.compile(r"^/[A-Za-z0-9._~/-]{0,200}$")
 HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 BIND = re.compile(r"^(?:\d{1,3}(?:\.\d{1,3}){3})?:\d{1,5}$")   # haproxy `bind`: [ipv4]:port
@@ -113,6 +116,7 @@ PUMA_THREADS = (1, 64)
 KEEP_RELEASES = (2, 50)             # settings allowed 2-50, the app server renderer 2-100: the README says 2-50
 HOOK_TIMEOUT = (1, 86400)
 HOOK_COMMAND_MAX = 1000             # characters of one hook command
+HOOK_IF_CHANGED_MAX = 20            # paths in one hook's ifChanged
 ENV_VALUE_MAX = 32768               # characters of one variable's value
 NONCURRENT_DAYS = (1, 36500)        # S3 lifecycle: NoncurrentDays >= 1
 NONCURRENT_KEPT = (0, 100)          # S3 lifecycle: NewerNoncurrentVersions <= 100
@@ -125,6 +129,9 @@ PORT = (1, 65535)
 
 # Release hooks: where in a release they run (README "Release life cycle").
 HOOK_POINTS = ("afterBuild", "afterPublish", "onFailure")
+# Points whose hooks may name ifChanged paths: they run for a sha being deployed, which has a live
+# release to compare with; onFailure runs after a failure, whatever changed.
+HOOK_IF_CHANGED_POINTS = ("afterBuild", "afterPublish")
 # Release paths the release steps own: linking them (or anything inside or around them) would break a step.
 RESERVED_LINK_PATHS = ("public/assets", ".bundle", "REVISION", "Gemfile", "Gemfile.lock")
 # App environment: the names the platform sets itself (or that would change how the deploy user's
@@ -246,6 +253,12 @@ def check_path(value: Any, key: str, example: str) -> str:
     if any(part in (".", "..") for part in path.split("/")):
         fail(key, f"must not contain '.' or '..' segments, got {show(path)}", example)
     return path
+
+
+def is_repo_path(value: Any) -> bool:
+    """A REPO_PATH without '.' or '..' parts (settings and the app server renderer both check it)."""
+    return (isinstance(value, str) and bool(REPO_PATH.fullmatch(value))
+            and not any(part in (".", "..") for part in value.split("/")))
 
 
 def check_http_url(value: Any, key: str) -> str:

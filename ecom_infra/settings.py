@@ -207,7 +207,7 @@ def _restart_batch(raw: Any, key: str, servers: int) -> int:
 
 
 def _hooks(raw: Any, key: str) -> tuple[Hook, ...]:
-    """`hooks: {afterBuild: [cmd | {run, once, timeout}], afterPublish: [...], onFailure: [...]}`."""
+    """`hooks: {afterBuild: [cmd | {run, once, timeout, ifChanged}], afterPublish: [...], onFailure: [...]}`."""
     example = "{afterBuild: [{run: 'bin/rails db:migrate', once: true}]}"
     obj = check_mapping(raw, key, example)
     check_unknown_keys(obj, set(HOOK_POINTS), key)
@@ -218,7 +218,7 @@ def _hooks(raw: Any, key: str) -> tuple[Hook, ...]:
             if isinstance(item, str):
                 item = {"run": item}
             item = check_mapping(item, item_key, "{run: 'bin/rails db:migrate', once: true, timeout: 600}")
-            check_unknown_keys(item, {"run", "once", "timeout"}, item_key)
+            check_unknown_keys(item, {"run", "once", "timeout", "ifChanged"}, item_key)
             run = item.get("run")
             if not isinstance(run, str) or not run.strip():
                 fail(f"{item_key}.run", f"must be a non-empty command, got {show(run)}", "bin/rails db:migrate")
@@ -227,9 +227,29 @@ def _hooks(raw: Any, key: str) -> tuple[Hook, ...]:
                                         f"got {show(run)}", "bin/rails db:migrate")
             hooks.append(Hook(point=point, run=run, once=check_bool(item.get("once", D.HOOK_ONCE), f"{item_key}.once"),
                               timeout=check_count(item.get("timeout", D.HOOK_TIMEOUT), f"{item_key}.timeout",
-                                                  *rules.HOOK_TIMEOUT, str(D.HOOK_TIMEOUT))))
+                                                  *rules.HOOK_TIMEOUT, str(D.HOOK_TIMEOUT)),
+                              if_changed=_if_changed(item, point, f"{item_key}.ifChanged")))
 
     return tuple(hooks)
+
+
+def _if_changed(item: dict[str, Any], point: str, key: str) -> tuple[str, ...]:
+    """`ifChanged: [db/migrate, db/schema.rb]`: paths in the app's repository (files or folders); the hook
+    runs only when one differs from the live release's. Absent: the hook always runs."""
+    example = "[db/migrate, db/schema.rb]"
+    if "ifChanged" not in item:
+        return D.HOOK_IF_CHANGED
+    if point not in rules.HOOK_IF_CHANGED_POINTS:
+        fail(key, f"is not allowed at {point}: onFailure hooks run after a failure, whatever changed "
+                  f"(only at {', '.join(rules.HOOK_IF_CHANGED_POINTS)})")
+    paths = check_list(item["ifChanged"], key, example, min_items=1)
+    if len(paths) > rules.HOOK_IF_CHANGED_MAX:
+        fail(key, f"must list at most {rules.HOOK_IF_CHANGED_MAX} paths, got {len(paths)}", example)
+    for i, path in enumerate(paths):
+        if not rules.is_repo_path(path):
+            fail(f"{key}[{i}]", "must be a relative path in the app's repository (letters, digits, '.', '_', '-'; "
+                                f"no '.' or '..' parts, no leading or trailing '/'), got {show(path)}", "db/migrate")
+    return tuple(paths)
 
 
 def env_pairs(raw: Any, key: str, *, secret: bool) -> tuple[tuple[str, str], ...]:

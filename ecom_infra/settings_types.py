@@ -28,6 +28,7 @@ class Hook:
     run: str
     once: bool = D.HOOK_ONCE   # on one server of the app (its first), once per release sha
     timeout: int = D.HOOK_TIMEOUT
+    if_changed: tuple[str, ...] = D.HOOK_IF_CHANGED   # repository paths; () runs the hook every time
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from ecom_infra.rules import (
     BRANCH,
     ENV_NAME,
     HEALTH_CHECK_TIMEOUT,
+    HOOK_IF_CHANGED_POINTS,
     HOOK_POINTS,
     HOOK_TIMEOUT,
     KEEP_RELEASES,
@@ -25,6 +26,7 @@ from ecom_infra.rules import (
     UNIX_NAME,
     URL_PATH,
     WHO,
+    is_repo_path,
 )
 
 from .. import content_hash
@@ -105,8 +107,9 @@ class AppServerSpec:
     """Release files that are links to the same path under shared/; the build fails while one is missing."""
     env: tuple[tuple[str, str], ...] = ()
     """The app's plain variables (apps[].env); they reach puma through the environment file, and the build."""
-    hooks: tuple[tuple[str, str, bool, int], ...] = ()
-    """Release hooks as (point, command, once, timeout seconds): `afterBuild`, `afterPublish`, `onFailure`."""
+    hooks: tuple[tuple[str, str, bool, int] | tuple[str, str, bool, int, tuple[str, ...]], ...] = ()
+    """Release hooks as (point, command, once, timeout seconds[, ifChanged paths]): `afterBuild`, `afterPublish`,
+    `onFailure`. With paths, the hook runs only when one of them differs from the live release's."""
     runs_once_hooks: bool = False
     """This server runs the app's `once` hooks (one server per app: the component picks its first)."""
     packages: tuple[tuple[str, str], ...] = (("ruby", "ruby"), ("bundler", "bundle"), ("git", "git"),
@@ -244,17 +247,21 @@ class AppServerSpec:
         extra = () if "SECRET_KEY_BASE" in names else (("SECRET_KEY_BASE", BUILD_SECRET_KEY_BASE),)
         return tuple(sorted(self.env + extra))
 
-    def hooks_at(self, point: str) -> list[tuple[str, str, bool, int]]:
-        """(id, command, once, timeout) of the hooks at `point`, in order; the id names the hook in logs
-        and its once-marker: the point, its position and a hash of the command (a changed command is a
-        new hook)."""
-        return [(f"{p}-{i + 1}-{content_hash(run)[:8]}", run, once, limit)
-                for i, (p, run, once, limit) in enumerate(h for h in self.hooks if h[0] == point)]
+    def hooks_at(self, point: str) -> list[tuple[str, str, bool, int, tuple[str, ...]]]:
+        """(id, command, once, timeout, ifChanged paths) of the hooks at `point`, in order; the id names the
+        hook in logs and its once-marker: the point, its position and a hash of the command (a changed
+        command is a new hook; new paths are not, so adding ifChanged does not run a once hook again)."""
+        return [(f"{h[0]}-{i + 1}-{content_hash(h[1])[:8]}", h[1], h[2], h[3], _if_changed(h))
+                for i, h in enumerate(h for h in self.hooks if h[0] == point)]
 
     @property
     def health_url(self) -> str:
         """The health check goes through this host's nginx, on the address the site listens on."""
         return f"http://{self.http_bind or '127.0.0.1'}:{self.http_port}{self.health_path}"
+
+
+def _if_changed(hook: tuple) -> tuple[str, ...]:
+    return hook[4] if len(hook) > 4 else ()
 
 
 def _check(ok: bool, key: str, problem: str, example: str | None = None) -> None:
@@ -319,10 +326,16 @@ def _validate(s: AppServerSpec) -> None:
         for other in links[i + 1:] + RESERVED_LINK_PATHS:
             _check(not (path == other or path.startswith(other + "/") or other.startswith(path + "/")),
                    "linked_dirs", f"{path!r} overlaps {other!r}")
-    _check(all(point in HOOK_POINTS and isinstance(run, str) and run.strip() and not set(run) & {"\n", "\r", "\0"}
-               and isinstance(once, bool) and isinstance(limit, int) and HOOK_TIMEOUT[0] <= limit <= HOOK_TIMEOUT[1]
-               for point, run, once, limit in s.hooks), "hooks",
+    _check(all(len(h) in (4, 5) and h[0] in HOOK_POINTS and isinstance(h[1], str) and h[1].strip()
+               and not set(h[1]) & {"\n", "\r", "\0"} and isinstance(h[2], bool) and isinstance(h[3], int)
+               and HOOK_TIMEOUT[0] <= h[3] <= HOOK_TIMEOUT[1] for h in s.hooks), "hooks",
            f"must be (point in {', '.join(HOOK_POINTS)}, one-line command, once, "
-           f"timeout {HOOK_TIMEOUT[0]}-{HOOK_TIMEOUT[1]}) tuples")
+           f"timeout {HOOK_TIMEOUT[0]}-{HOOK_TIMEOUT[1]}[, ifChanged paths]) tuples")
+    for h in s.hooks:
+        paths = _if_changed(h)
+        _check(isinstance(paths, tuple) and all(is_repo_path(p) for p in paths), "hooks",
+               f"ifChanged must be relative repository paths without '.' or '..' parts, got {paths!r}")
+        _check(not paths or h[0] in HOOK_IF_CHANGED_POINTS, "hooks",
+               f"ifChanged is not allowed at {h[0]} (only at {', '.join(HOOK_IF_CHANGED_POINTS)})")
     _check(all(PACKAGE.fullmatch(p) and UNIX_NAME.fullmatch(c) for p, c in s.packages), "packages",
            "must be (Debian package, command) pairs")
