@@ -57,6 +57,8 @@ def test_each_release_rebuilds_only_what_changed(host, shas):
     assert "bundle install skipped" in out and "assets:precompile skipped" in out
     assert "nothing fetched" in out and "booting: " in out
     assert "already (booted by the build, or kept as a standby)" in ok(publish) and "booting" not in publish.stdout
+    # The same manifest as v1's, in another release: nothing for the asset cleanup to do.
+    assert "shared/assets unchanged since its last cleanup" in publish.stdout
     status, page = host.get("/")
     assert "version code-change" in page and "Free delivery" in page
     assert stylesheet_of(page) == v1_css
