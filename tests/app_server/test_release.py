@@ -358,6 +358,31 @@ def test_linked_dirs_and_files_are_settings(deploy_account, origin):
         destroy_host(made)
 
 
+def test_the_mirror_follows_a_new_url_and_fetches_only_what_it_lacks(deploy_account, origin):
+    made = make_host(deploy_account, origin)
+    try:
+        made.provision()
+        build, _ = made.deploy(origin["shas"]["ecom-platform"]["v1"])
+        assert "cloning" in ok(build) and "not on branch" not in build.stderr
+        # Another origin with two commits the mirror lacks: its URL is taken over, then it fetches them.
+        url, shas = stylesheet_history(origin, made.base, deploy_account.user, 2)
+        made.with_sha(shas[-1], repo_url=url)
+        build, _ = made.deploy(shas[-1])
+        out = ok(build)
+        assert f"mirror now fetches from {url}" in out and f"fetching from {url}" in out
+        assert "not on branch" not in build.stderr and made.current().endswith(shas[-1][:12])
+        # The older of the two came with that fetch.
+        build, _ = made.deploy(shas[0])
+        assert "is in the mirror: nothing fetched" in ok(build) and "mirror now fetches" not in build.stdout
+        # A commit that no fetch brings fails the build; the live release stays.
+        live = made.current()
+        failed = made.with_sha("0123456789" * 4).run("release-build")
+        assert failed.returncode == 1 and f"is not in {url}" in failed.stderr
+        assert made.current() == live
+    finally:
+        destroy_host(made)
+
+
 def stylesheet_history(origin: dict, base: Path, owner: str, count: int) -> tuple[str, list[str]]:
     """A copy of ecom-platform's origin with `count` more commits, each changing the stylesheet
     (the shared origin has only two stylesheets); returns its URL and the new shas, oldest first.
