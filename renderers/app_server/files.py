@@ -62,6 +62,10 @@ def render_puma_config(spec: AppServerSpec) -> str:
     return render("app_server/puma.rb.j2", spec=spec, rb=_ruby_str, slots=list(SLOTS))
 
 
+def render_puma_launcher(spec: AppServerSpec) -> str:
+    return render("app_server/puma_start.rb.j2", spec=spec)
+
+
 def render_puma_unit(spec: AppServerSpec) -> str:
     return render("app_server/puma.service.j2", spec=spec)
 

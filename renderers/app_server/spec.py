@@ -178,6 +178,11 @@ class AppServerSpec:
         return f"{self.app_dir}/config/puma.rb"
 
     @property
+    def puma_launcher_path(self) -> str:
+        # Beside puma.rb, root's: what the unit runs is not the app's to change.
+        return f"{self.app_dir}/config/puma-start.rb"
+
+    @property
     def environment_file(self) -> str:
         # Secrets systemd reads as root: in the root-owned config folder, beside puma.rb, so the
         # app cannot plant a link there that systemd would follow.
@@ -232,7 +237,7 @@ class AppServerSpec:
     @property
     def puma_command(self) -> tuple[str, ...]:
         """How puma starts: the unit's ExecStart and the `direct` start use the same words."""
-        return ("/usr/bin/bundle", "exec", "puma", "-C", self.puma_config_path)
+        return ("/usr/bin/ruby", self.puma_launcher_path, "-C", self.puma_config_path)
 
     @property
     def app_environment(self) -> tuple[tuple[str, str], ...]:

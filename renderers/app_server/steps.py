@@ -10,6 +10,7 @@ from .files import (
     render_datadog_conf,
     render_nginx_site,
     render_puma_config,
+    render_puma_launcher,
     render_puma_socket,
     render_puma_unit,
     render_ssh_config,
@@ -67,7 +68,11 @@ def _file_step(name: str, template: str, spec: AppServerSpec, text: str) -> Step
 
 
 def puma_config_step(spec: AppServerSpec) -> Step:
-    return _file_step("puma-config", "puma_config.sh.j2", spec, render_puma_config(spec))
+    """puma.rb and the launcher the unit runs (puma-start.rb); re-run when either text changes."""
+    config, launcher = render_puma_config(spec), render_puma_launcher(spec)
+    return Step(name="puma-config", create=_script("puma_config.sh.j2", spec, content=_file_block(config),
+                                                   launcher=_file_block(launcher)),
+                triggers=(content_hash(config + launcher),))
 
 
 def puma_unit_step(spec: AppServerSpec) -> Step:
@@ -110,7 +115,8 @@ def release_publish_step(spec: AppServerSpec) -> Step:
     # puma through the drained publish, with no new release.
     units = render_puma_unit(spec) + (render_puma_socket(spec) if spec.service_manager == "systemd" else "")
     return Step(name=PUBLISH_STEP, create=_script("release_publish.sh.j2", spec),
-                triggers=(spec.sha, content_hash(render_puma_config(spec)), content_hash(units)),
+                triggers=(spec.sha, content_hash(render_puma_config(spec) + render_puma_launcher(spec)),
+                          content_hash(units)),
                 secret_triggers=(APP_ENV_SECRET,))
 
 

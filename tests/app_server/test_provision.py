@@ -71,6 +71,7 @@ def test_provisioning_converges_and_a_second_run_changes_nothing(bare_host):
         assert mode_owner(app_dir / "shared" / sub) == ("0o755", user, user), sub
     assert mode_owner(app_dir / "shared" / "tmp" / "sockets") == ("0o750", user, user)
     assert mode_owner(Path(host.spec.puma_config_path)) == ("0o644", "root", "root")
+    assert mode_owner(Path(host.spec.puma_launcher_path)) == ("0o644", "root", "root")
     assert mode_owner(Path(host.spec.environment_file)) == ("0o600", "root", "root")
     assert Path(host.spec.unit_path).read_text().startswith("# puma for ecom-platform")
     assert os.readlink(host.spec.nginx_enabled_path) == host.spec.nginx_site_path

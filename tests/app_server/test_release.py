@@ -57,6 +57,8 @@ def test_each_release_rebuilds_only_what_changed(host, shas):
     assert "bundle install skipped" in out and "assets:precompile skipped" in out
     assert "nothing fetched" in out and "booting: " in out
     assert "already (booted by the build, or kept as a standby)" in ok(publish) and "booting" not in publish.stdout
+    # The same manifest as v1's, in another release: nothing for the asset cleanup to do.
+    assert "shared/assets unchanged since its last cleanup" in publish.stdout
     status, page = host.get("/")
     assert "version code-change" in page and "Free delivery" in page
     assert stylesheet_of(page) == v1_css
@@ -352,6 +354,31 @@ def test_linked_dirs_and_files_are_settings(deploy_account, origin):
         assert os.readlink(release / "storage") == f"{shared}/storage"
         assert (release / "public" / "assets").resolve() == shared / "assets"   # always, whatever the setting
         assert made.get("/health")[0] == 200
+    finally:
+        destroy_host(made)
+
+
+def test_the_mirror_follows_a_new_url_and_fetches_only_what_it_lacks(deploy_account, origin):
+    made = make_host(deploy_account, origin)
+    try:
+        made.provision()
+        build, _ = made.deploy(origin["shas"]["ecom-platform"]["v1"])
+        assert "cloning" in ok(build) and "not on branch" not in build.stderr
+        # Another origin with two commits the mirror lacks: its URL is taken over, then it fetches them.
+        url, shas = stylesheet_history(origin, made.base, deploy_account.user, 2)
+        made.with_sha(shas[-1], repo_url=url)
+        build, _ = made.deploy(shas[-1])
+        out = ok(build)
+        assert f"mirror now fetches from {url}" in out and f"fetching from {url}" in out
+        assert "not on branch" not in build.stderr and made.current().endswith(shas[-1][:12])
+        # The older of the two came with that fetch.
+        build, _ = made.deploy(shas[0])
+        assert "is in the mirror: nothing fetched" in ok(build) and "mirror now fetches" not in build.stdout
+        # A commit that no fetch brings fails the build; the live release stays.
+        live = made.current()
+        failed = made.with_sha("0123456789" * 4).run("release-build")
+        assert failed.returncode == 1 and f"is not in {url}" in failed.stderr
+        assert made.current() == live
     finally:
         destroy_host(made)
 

@@ -18,6 +18,7 @@ from renderers.app_server.files import (
     render_environment_file,
     render_nginx_site,
     render_puma_config,
+    render_puma_launcher,
     render_puma_socket,
     render_puma_unit,
     render_ssh_config,
@@ -139,6 +140,10 @@ def test_puma_config_passes_ruby_c_and_loads_in_puma(tmp_path):
     check = subprocess.run(["ruby", "-c", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert check.stdout.strip() == "Syntax OK"
+    launcher = tmp_path / "puma-start.rb"
+    launcher.write_text(render_puma_launcher(BASE))
+    check = subprocess.run(["ruby", "-c", str(launcher)], capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.strip() == "Syntax OK", check.stderr
     # Puma's own DSL reads it and sees the values we meant.
     probe = ("require 'puma'; require 'puma/configuration'; c = Puma::Configuration.new({}, config_files: [ARGV[0]]);"
              " c.load; o = c.options; puts [o[:workers], o[:min_threads], o[:max_threads], o[:directory],"
@@ -165,7 +170,8 @@ def test_unit_runs_puma_from_its_slot():
     assert "WorkingDirectory=/srv/www/ecom-platform/slots/%i\n" in text
     assert "ConditionPathExists=/srv/www/ecom-platform/slots/%i\n" in text
     assert "Environment=ECOM_PUMA_SLOT=%i\n" in text
-    assert "ExecStart=/usr/bin/bundle exec puma -C /srv/www/ecom-platform/config/puma.rb\n" in text
+    assert ("ExecStart=/usr/bin/ruby /srv/www/ecom-platform/config/puma-start.rb -C "
+            "/srv/www/ecom-platform/config/puma.rb\n") in text
     assert "User=deploy\n" in text and "Environment=RAILS_ENV=production\n" in text
     assert "[Install]" not in text
 
@@ -222,7 +228,7 @@ def test_unit_with_a_bad_line_fails_verify(tmp_path):
     """The check above can fail: a broken ExecStart is refused."""
     require_tools("systemd-analyze")
     unit = tmp_path / BASE.unit("a")
-    unit.write_text(render_puma_unit(BASE).replace("ExecStart=/usr/bin/bundle", "ExecStart=bundle-not-absolute"))
+    unit.write_text(render_puma_unit(BASE).replace("ExecStart=/usr/bin/ruby", "ExecStart=ruby-not-absolute"))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", "--recursive-errors=no", str(unit)],
                             capture_output=True, text=True)
     assert result.returncode != 0
