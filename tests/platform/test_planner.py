@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -125,6 +126,22 @@ def test_a_planner_whose_loaded_module_changed_is_stale_and_the_up_plans_itself(
     assert proc.wait(timeout=60) == 0
     assert f"the waiting planner is stale ({edited} changed since the planner loaded it): planning here" in out
     assert f"[up] plan: {RAN}" in out          # planned here: the edit changed the program's digest too
+    # A template the warm-up plan compiled: jinja's cache would trust its mtime; the planner compares bytes.
+    proc = start_planner(w, project)
+    template = project / "templates" / "haproxy" / "drained.sh.j2"
+    template.write_text(template.read_text() + "# edited after the planner compiled it\n")
+    out = up_in_copy()
+    assert proc.wait(timeout=60) == 0
+    assert f"the waiting planner is stale ({template} changed since the planner loaded it): planning here" in out
+
+
+def test_a_planner_loads_with_a_warm_up_plan_of_the_fleets_stack(w):
+    """Its first plan (templates compiled, the SDK's caches) is made while it loads, not for the up waiting."""
+    proc = start_planner(w)
+    log = max(w.fleet.state.parent.glob("planner-*.log"), key=lambda path: path.stat().st_mtime_ns)   # its own
+    assert planner.dismiss(w.fleet) is True and proc.wait(timeout=60) == 0
+    assert re.search(r"^planner: loaded in [0-9.]+ s \(\d+ project modules and templates; warm-up plan of local "
+                     r"in [0-9.]+ s\)$", log.read_text(), re.MULTILINE), log.read_text()
 
 
 def test_why_stale_names_another_python_or_packages():
