@@ -51,7 +51,7 @@ READY_TIMEOUT_S = 0.25
 LOAD_NICE = 10          # it loads when the CPUs have nothing better to do
 # What the program uses of the SDK's packages; pulumi-aws loads each of its modules on first use (the slow part).
 PRELOAD = ("pulumi_aws.ec2", "pulumi_aws.iam", "pulumi_aws.s3", "pulumi_command.remote", "pulumi_tls",
-           "ecom_infra.plan", "components.platform", "fleet.cloud", "fleet.local")
+           "ecom_infra.plan", "ecom_infra.release", "components.platform", "fleet.cloud", "fleet.local")
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = PROJECT_DIR / "templates"
 
@@ -106,10 +106,10 @@ def socket_path(fleet: LocalFleet) -> Path:
     return fleet.state / SOCKET_NAME
 
 
-def ask(fleet: LocalFleet, say: Callable[[str, str], None]) -> dict | None:
+def ask(fleet: LocalFleet, say: Callable[[str, str], None], seed: dict[str, dict] | None = None) -> dict | None:
     """The deploying plan from the fleet's planner (its lines printed here as they come), or None when there is
-    none, it is still loading, it is stale, or it failed: then the up plans itself. A config error is raised as
-    the up would."""
+    none, it is still loading, it is stale, or it failed: then the up plans itself. With `seed` (the apps' tags),
+    the planner runs `seed_sha_file` first, as the up would. A config error is raised as the up would."""
     path = socket_path(fleet)
     if not path.exists():
         return None
@@ -124,7 +124,8 @@ def ask(fleet: LocalFleet, say: Callable[[str, str], None]) -> dict | None:
                 say("plan", "the planner the last up left is still loading: planning here")
                 return None
             conn.settimeout(ANSWER_TIMEOUT_S)
-            conn.sendall(json.dumps({"fleet": dataclasses.asdict(fleet), "identity": identity()}).encode() + b"\n")
+            conn.sendall(json.dumps({"fleet": dataclasses.asdict(fleet), "identity": identity(),
+                                     "seed": seed}).encode() + b"\n")
             try:
                 return _answers(fleet, answers, say)
             except TimeoutError:
@@ -258,16 +259,19 @@ def answer(conn: socket.socket, request: dict, state: Path, ours: dict[str, Any]
     if fleet is None or stale is not None:
         send({"stale": stale})
         return
-    send_plan(fleet, send)
+    send_plan(fleet, send, request.get("seed"))
 
 
-def send_plan(fleet: LocalFleet, send: Callable[[dict], None]) -> None:
+def send_plan(fleet: LocalFleet, send: Callable[[dict], None], seed: dict[str, dict] | None = None) -> None:
     from ecom_infra.errors import ConfigError  # noqa: PLC0415
 
     from . import local  # noqa: PLC0415
 
     try:
         with contextlib.redirect_stdout(_Lines(send)):
+            if seed is not None:
+                with local.verbs_session():
+                    local.seed_sha_file(fleet, seed)
             local.make_deploying_plan(fleet, local.Keys.load(fleet))
     except ConfigError as exc:
         send({"config_error": [exc.key, exc.problem, exc.example]})

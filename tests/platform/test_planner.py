@@ -194,3 +194,32 @@ def test_a_planner_that_greets_and_then_gives_no_answer_is_stopped_before_the_up
             path.unlink()
     assert sleeper.wait(timeout=5) == -signal.SIGKILL
     assert said == ["the planner gave no answer in 1 s and was stopped: planning here"]
+
+
+@pytest.mark.parametrize("by_planner", [True, False], ids=["planner", "up"])
+def test_a_seed_stages_a_missing_sha_file_before_the_plan_by_the_planner_or_the_up(w, capsys, by_planner):
+    """`make up` hands the seeding of the sha file to whoever plans (the planner has botocore loaded)."""
+    bucket, key = local.sha_file_location(w.fleet)
+    s3 = w.s3()
+    before = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3.delete_object(Bucket=bucket, Key=key)           # versioned: a delete marker, and no current object
+    seeded = {app: {"v1": shas[-1]} for app, shas in SHA.items()}
+    try:
+        proc = start_planner(w) if by_planner else None
+        capsys.readouterr()
+        plan = local.deploying_plan(w.fleet, w.keys, seed=seeded)
+        out = capsys.readouterr().out
+        if proc is not None:
+            assert proc.wait(timeout=60) == 0
+        assert "planner" not in out, out                # the planner's own plan, or no planner at all
+        lines = out.splitlines()
+        staged = [i for i, line in enumerate(lines) if line.startswith("local/") and " → " in line]
+        planned = [i for i, line in enumerate(lines) if line.startswith("[up] plan: ")]
+        assert len(staged) == len(SHA) and planned and max(staged) < planned[0], out
+        for app, tags in seeded.items():
+            assert plan["outputs"]["apps"][app]["sha"] == tags["v1"]
+        capsys.readouterr()
+        local.deploying_plan(w.fleet, w.keys, seed=seeded)     # the file exists now: nothing staged
+        assert "[up] sha file: s3://" in capsys.readouterr().out
+    finally:
+        s3.put_object(Bucket=bucket, Key=key, Body=before)
