@@ -191,7 +191,8 @@ def new_sha_runs(platform: Platform, tags: tuple[str, ...] = NEW_SHA_TAGS) -> tu
                 stats.sort_stats("tottime").print_stats(20)
                 summary = text.getvalue()
             else:
-                rows.append({"tag": tag, "mode": mode, "verb": verb, **split_up(lines)})
+                rows.append({"tag": tag, "mode": mode, "verb": verb, **split_up(lines),
+                             "lines": [(t, text) for t, text in lines if text.startswith("[up] ")]})
     return rows, summary
 
 
@@ -201,6 +202,10 @@ def report_new_sha(rows: list[dict], summary: str) -> None:
         outside = row["verb"] + row["wall"] - row["executor"]
         print(f"new sha ({row['tag']}, plan by the {row['mode']}): {row['verb'] + row['wall']:.2f} s = " + " + ".join(
             f"{part} {row[part]:.2f}" for part in parts) + f" s; outside the executor {outside:.2f} s", flush=True)
+    for mode in sorted({row["mode"] for row in rows}):       # where the start goes: when each of up's lines came
+        first = next(row for row in rows if row["mode"] == mode)
+        print(f"new sha ({first['tag']}, plan by the {mode}), up's lines: " + "; ".join(
+            f"{t:.2f} {text[5:][:40]}" for t, text in first["lines"]), flush=True)
     for mode in sorted({row["mode"] for row in rows}):
         chosen = [row for row in rows if row["mode"] == mode]
         for part in (*parts, "wall", "outside"):
