@@ -11,7 +11,8 @@ Then deploys of a new sha (code-only releases r1, r2...): `ecom-deploy stage` + 
 lines (each stamped as it arrives) into the verb, the up's start (to its deploying plan), the plan, the rest
 before the executor, the executor, what follows it (events, mark-live) and the process's exit; alternately with the
 plan made by the planner the last up left (fleet/planner.py) and in the up's own process (the planner dismissed);
-one more such deploy runs under cProfile, in its own process, whose summary is printed (not counted).
+one more such deploy runs under cProfile, in its own process, whose summary is printed (not counted); for the
+first deploy of each kind, when each of the up's own lines came (where its start goes).
 Every timed up comes GAP_S after the last (a CI's deploys are minutes apart): the planner has loaded by then.
 Targets (issue 16): a no-op under 2 s; a rollback's fixed cost as near 0.5 s as it gets. Needs root; starts the
 fleet and takes it down again.
