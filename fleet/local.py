@@ -528,8 +528,19 @@ class Hosts:
 
 
 def log_in_all(fleet: LocalFleet, spec: fleet_spec.FleetSpec, keys: Keys, ssh: SshRunner) -> Hosts:
-    conns = log_in(ssh, spec, keys, [host.name for host in spec.hosts])
-    return Hosts(ssh, conns, served_origin(fleet, ssh, conns[fleet.git_name]))
+    """`log_in` to every host; the git host is asked for its origin digest as soon as its own login is done (a
+    round trip less after the slowest login). A host that refuses is reported by `log_in`, as before."""
+    git = login_connection(spec, keys, fleet.git_name)
+
+    def served() -> str | None:
+        return served_origin(fleet, ssh, git) if ssh.connect([git]) == [None] else None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="origin") as pool:
+        digest = pool.submit(served)
+        conns = log_in(ssh, spec, keys, [host.name for host in spec.hosts])
+        answer = digest.result()
+    # Its login failed and then worked (a retried dial): ask now, on the login `log_in` checked.
+    return Hosts(ssh, conns, served_origin(fleet, ssh, conns[fleet.git_name]) if answer is None else answer)
 
 
 def deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, origin: Origin,
