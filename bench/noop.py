@@ -98,8 +98,10 @@ def rollback_runs(platform: Platform, rounds: int = 2) -> list[dict]:
         executor = next((float(m.group(1)) for m in map(DONE.search, lines) if m), 0.0)
         plan = next((line for line in lines if line.startswith("[up] plan: ") and "which hosts" not in line
                      and "same hosts" not in line), "")
+        here = next((text[len("[up] plan: "):] for text in lines if "planning here" in text), None)
         rows.append({"wall": wall, "verb": verb, "up": wall - verb, "executor": executor, "plan": plan,
-                     "parts": split_up(stamped)})
+                     "parts": split_up(stamped), "by": f"planned in the up ({here})" if here else "by the planner",
+                     "lines": [(t, text) for t, text in stamped if text.startswith("[up] ")]})
     return rows
 
 
@@ -108,8 +110,9 @@ def report_rollbacks(rows: list[dict]) -> None:
         print(f"rollback: {row['wall']:.2f} s = ecom-deploy rollback {row['verb']:.2f} s + make up {row['up']:.2f} s "
               f"(executor {row['executor']:.2f} s, the rest {row['up'] - row['executor']:.2f} s); "
               f"{row['plan'][len('[up] plan: '):][:60]}", flush=True)
-        print("  make up: " + ", ".join(f"{part} {seconds:.2f}" for part, seconds in row["parts"].items()) + " s",
-              flush=True)
+        print("  make up: " + ", ".join(f"{part} {seconds:.2f}" for part, seconds in row["parts"].items()) + " s; "
+              f"plan {row['by']}", flush=True)
+        print("  up's lines: " + "; ".join(f"{t:.2f} {text[5:][:40]}" for t, text in row["lines"]), flush=True)
 
 
 # The deploying plan's own line (not the fleet's shape: "which hosts" / "same hosts"), and the executor's start.
