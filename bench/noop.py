@@ -11,7 +11,8 @@ Then deploys of a new sha (code-only releases r1, r2...): `ecom-deploy stage` + 
 lines (each stamped as it arrives) into the verb, the up's start (to its deploying plan), the plan, the rest
 before the executor, the executor, what follows it (events, mark-live) and the process's exit; alternately with the
 plan made by the planner the last up left (fleet/planner.py) and in the up's own process (the planner dismissed);
-one more such deploy runs under cProfile, in its own process, whose summary is printed (not counted).
+one more such deploy runs under cProfile, in its own process, whose summary is printed (not counted); for the
+first deploy of each kind, when each of the up's own lines came (where its start goes).
 Every timed up comes GAP_S after the last (a CI's deploys are minutes apart): the planner has loaded by then.
 Targets (issue 16): a no-op under 2 s; a rollback's fixed cost as near 0.5 s as it gets. Needs root; starts the
 fleet and takes it down again.
@@ -97,8 +98,10 @@ def rollback_runs(platform: Platform, rounds: int = 2) -> list[dict]:
         executor = next((float(m.group(1)) for m in map(DONE.search, lines) if m), 0.0)
         plan = next((line for line in lines if line.startswith("[up] plan: ") and "which hosts" not in line
                      and "same hosts" not in line), "")
+        here = next((text[len("[up] plan: "):] for text in lines if "planning here" in text), None)
         rows.append({"wall": wall, "verb": verb, "up": wall - verb, "executor": executor, "plan": plan,
-                     "parts": split_up(stamped)})
+                     "parts": split_up(stamped), "by": f"planned in the up ({here})" if here else "by the planner",
+                     "lines": [(t, text) for t, text in stamped if text.startswith("[up] ")]})
     return rows
 
 
@@ -107,8 +110,9 @@ def report_rollbacks(rows: list[dict]) -> None:
         print(f"rollback: {row['wall']:.2f} s = ecom-deploy rollback {row['verb']:.2f} s + make up {row['up']:.2f} s "
               f"(executor {row['executor']:.2f} s, the rest {row['up'] - row['executor']:.2f} s); "
               f"{row['plan'][len('[up] plan: '):][:60]}", flush=True)
-        print("  make up: " + ", ".join(f"{part} {seconds:.2f}" for part, seconds in row["parts"].items()) + " s",
-              flush=True)
+        print("  make up: " + ", ".join(f"{part} {seconds:.2f}" for part, seconds in row["parts"].items()) + " s; "
+              f"plan {row['by']}", flush=True)
+        print("  up's lines: " + "; ".join(f"{t:.2f} {text[5:][:40]}" for t, text in row["lines"]), flush=True)
 
 
 # The deploying plan's own line (not the fleet's shape: "which hosts" / "same hosts"), and the executor's start.
@@ -191,7 +195,8 @@ def new_sha_runs(platform: Platform, tags: tuple[str, ...] = NEW_SHA_TAGS) -> tu
                 stats.sort_stats("tottime").print_stats(20)
                 summary = text.getvalue()
             else:
-                rows.append({"tag": tag, "mode": mode, "verb": verb, **split_up(lines)})
+                rows.append({"tag": tag, "mode": mode, "verb": verb, **split_up(lines),
+                             "lines": [(t, text) for t, text in lines if text.startswith("[up] ")]})
     return rows, summary
 
 
@@ -201,6 +206,10 @@ def report_new_sha(rows: list[dict], summary: str) -> None:
         outside = row["verb"] + row["wall"] - row["executor"]
         print(f"new sha ({row['tag']}, plan by the {row['mode']}): {row['verb'] + row['wall']:.2f} s = " + " + ".join(
             f"{part} {row[part]:.2f}" for part in parts) + f" s; outside the executor {outside:.2f} s", flush=True)
+    for mode in sorted({row["mode"] for row in rows}):       # where the start goes: when each of up's lines came
+        first = next(row for row in rows if row["mode"] == mode)
+        print(f"new sha ({first['tag']}, plan by the {mode}), up's lines: " + "; ".join(
+            f"{t:.2f} {text[5:][:40]}" for t, text in first["lines"]), flush=True)
     for mode in sorted({row["mode"] for row in rows}):
         chosen = [row for row in rows if row["mode"] == mode]
         for part in (*parts, "wall", "outside"):

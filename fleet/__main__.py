@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -178,8 +179,11 @@ def recover(spec: FleetSpec) -> list[tuple[str, str]]:
     done: list[tuple[str, str]] = []
     with fleet_lock():
         boots: dict[str, tuple[subprocess.Popen, float]] = {}
-        for index, host in enumerate(spec.hosts):
-            problem = host_problem(spec, host)
+        # Every host checked at once (read-only: its namespace, its PID 1, sshd's banner): each check waits on a
+        # connection sshd forks a process for, and every `make up` checks every host.
+        with ThreadPoolExecutor(max_workers=max(1, len(spec.hosts)), thread_name_prefix="check") as pool:
+            problems = list(pool.map(lambda host: host_problem(spec, host), spec.hosts))
+        for index, (host, problem) in enumerate(zip(spec.hosts, problems, strict=True)):
             if problem is None:
                 continue
             rebooted = hosts.pid1(spec.name, host.name) is not None

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -457,11 +457,17 @@ def mark_live(fleet: LocalFleet, outputs: Path) -> None:
 # ----------------------------------------------------------------------------- up / down
 
 
-def deploying_plan(fleet: LocalFleet, keys: Keys) -> dict:
+def deploying_plan(fleet: LocalFleet, keys: Keys, seed: dict[str, dict] | None = None) -> dict:
     """`make_deploying_plan`, by the planner the last up left (fleet/planner.py: loaded ahead) when one waits and
-    may, else here."""
-    planned = planner.ask(fleet, say)
-    return planned if planned is not None else make_deploying_plan(fleet, keys)
+    may, else here. With `seed` (the apps' tags), `seed_sha_file(fleet, seed)` runs first, where the plan runs:
+    the planner has botocore and moto's S3 client loaded already, which the up then loads meanwhile."""
+    planned = planner.ask(fleet, say, seed)
+    if planned is not None:
+        return planned
+    if seed is not None:
+        with verbs_session():
+            seed_sha_file(fleet, seed)
+    return make_deploying_plan(fleet, keys)
 
 
 def make_deploying_plan(fleet: LocalFleet, keys: Keys) -> dict:
@@ -522,17 +528,29 @@ class Hosts:
 
 
 def log_in_all(fleet: LocalFleet, spec: fleet_spec.FleetSpec, keys: Keys, ssh: SshRunner) -> Hosts:
-    conns = log_in(ssh, spec, keys, [host.name for host in spec.hosts])
-    return Hosts(ssh, conns, served_origin(fleet, ssh, conns[fleet.git_name]))
+    """`log_in` to every host; the git host is asked for its origin digest as soon as its own login is done (a
+    round trip less after the slowest login). A host that refuses is reported by `log_in`, as before."""
+    git = login_connection(spec, keys, fleet.git_name)
+
+    def served() -> str | None:
+        return served_origin(fleet, ssh, git) if ssh.connect([git]) == [None] else None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="origin") as pool:
+        digest = pool.submit(served)
+        conns = log_in(ssh, spec, keys, [host.name for host in spec.hosts])
+        answer = digest.result()
+    # Its login failed and then worked (a retried dial): ask now, on the login `log_in` checked.
+    return Hosts(ssh, conns, served_origin(fleet, ssh, conns[fleet.git_name]) if answer is None else answer)
 
 
 def deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, origin: Origin,
            hosts: Callable[[], Hosts]) -> dict:
-    """Plan against moto and execute the plan's remote commands; returns the revealed plan. `hosts()` waits for
-    the logins, which run meanwhile (they wait on SSH while the plan works the CPU); nothing runs on a host
-    until every host is logged in, and a host that refuses fails the up before the plan's own errors."""
+    """Seed the sha file, plan against moto and execute the plan's remote commands; returns the revealed plan.
+    `hosts()` waits for the logins, which run meanwhile (they wait on SSH while the plan works the CPU); nothing
+    runs on a host until every host is logged in, and a host that refuses fails the up before the plan's own
+    errors."""
     try:
-        plan = deploying_plan(fleet, keys)
+        plan = deploying_plan(fleet, keys, seed=origin.shas)
     finally:
         ready = hosts()
     publish_origin(fleet, spec, fleet.state, origin, ready.served_origin, ready.ssh, ready.conns[fleet.git_name])
@@ -555,29 +573,49 @@ def up(fleet: LocalFleet) -> int:
     spec = start_or_grow(fleet_spec_from(fleet, fleet_shape(fleet, keys, running), running), running, fleet.state)
     try:
         origin = build_origin(fleet, keys, fleet.state)
-        with SshRunner() as ssh, ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-in") as pool:
+        with SshRunner() as ssh, ThreadPoolExecutor(max_workers=2, thread_name_prefix="up") as pool:
             logins = pool.submit(log_in_all, fleet, spec, keys, ssh)
-            from ecom_infra import release  # noqa: PLC0415 - botocore: only `up` talks to moto
-
-            # One botocore session for the rest: moto's clients and the release verbs' S3 client (release.one_session).
-            with release.one_session(moto.session()):
-                return _deploy(fleet, keys, spec, origin, logins.result, started)
+            # The release verbs the up runs after the plan (botocore: ~0.2 s to import, ~0.1 s for the S3
+            # client's model) load while the planner plans; an up that plans itself needs them at once.
+            verbs = pool.submit(load_verbs, fleet)
+            return _deploy(fleet, keys, spec, origin, logins.result, verbs.result, started)
     finally:
         planner.start(fleet)    # for the next up (this one's, if any, answered and exited)
 
 
+def load_verbs(fleet: LocalFleet) -> None:
+    """Import what the release verbs use and make moto's S3 client (its session then has the S3 model loaded,
+    so the verbs' own client is cheap)."""
+    from ecom_infra import cli, release  # noqa: F401, PLC0415
+
+    cli.build_parser()                    # the verbs' modules import as the parser is built
+    moto.client(fleet.endpoint, "s3")
+
+
+@contextlib.contextmanager
+def verbs_session() -> Iterator[None]:
+    """One botocore session for the release verbs run within: moto's and theirs (release.one_session)."""
+    from ecom_infra import release  # noqa: PLC0415 - botocore: only `up` talks to moto
+
+    with release.one_session(moto.session()):
+        yield
+
+
 def _deploy(fleet: LocalFleet, keys: Keys, spec: fleet_spec.FleetSpec, origin: Origin,
-            hosts: Callable[[], Hosts], started: float) -> int:
-    """`up` from the sha file on: deploy, then what CI does after an up."""
-    seed_sha_file(fleet, origin.shas)
+            hosts: Callable[[], Hosts], verbs: Callable[[], None], started: float) -> int:
+    """`up` from the sha file on: deploy, then what CI does after an up (`verbs()` waits for their loading)."""
     deploy_started = int(time.time())
     try:
         plan = deploy(fleet, keys, spec, origin, hosts)
     except StepFailed:
-        send_deploy_events(fleet, "failure", deploy_started)
+        verbs()
+        with verbs_session():
+            send_deploy_events(fleet, "failure", deploy_started)
         raise
-    outputs = send_deploy_events(fleet, "success", deploy_started, plan)
-    mark_live(fleet, outputs)
+    verbs()
+    with verbs_session():
+        outputs = send_deploy_events(fleet, "success", deploy_started, plan)
+        mark_live(fleet, outputs)
     apps = plan["outputs"]["apps"]
     for app, entry in sorted(apps.items()):
         say("done", f"{app} {entry['sha'] or '(no release)'} on {len(entry['servers'])} server(s): "

@@ -4,15 +4,17 @@ When no kept plan fits (a new sha, a config change), `make up` runs the Pulumi p
 a fresh process about half of that is loading the SDK, pulumi-aws and the project's modules and making the boto3
 clients. So each up leaves one planner behind, in the fleet's cgroup (`make down` stops it with moto), which loads
 all that ahead and then waits for one request: the next up sends its fleet settings, the planner runs
-`fleet.local.make_deploying_plan` as the up would (its "[up] plan" lines go back to the up), and exits. It loads at
-a low priority and answers only once loaded: an up that comes sooner (right after the last) plans itself rather
-than wait. One that waited IDLE_S exits too.
+`fleet.local.make_deploying_plan` as the up would (its "[up] plan" lines go back to the up), and exits. Loading
+ends with one offline plan of the stack (no moto, throwaway): a process's first plan compiles the templates and
+fills the SDK's caches, which the request's plan then finds done. It loads at a low priority and answers only once
+loaded: an up that comes sooner (right after the last) plans itself rather than wait. One that waited IDLE_S
+exits too.
 
 What keeps its plan the one the up would make: what the planner loaded ahead must be what the up would load now.
 The request carries the up's Python and installed packages, which must be the planner's, and every project module
-the planner loaded must still have the source it had when loaded; else it answers `stale`. The program, templates,
-config, keys and moto are read only during the request. On `stale`, on no planner, and on anything but a plan or a
-config error (a crash, a lost connection), the up plans in its own process, as before.
+and template the planner loaded must still have the source it had when loaded; else it answers `stale`. The
+config, keys and moto are read only during the request. On `stale`, on no planner, and on anything but a plan or
+a config error (a crash, a lost connection), the up plans in its own process, as before.
 """
 from __future__ import annotations
 
@@ -49,8 +51,9 @@ READY_TIMEOUT_S = 0.25
 LOAD_NICE = 10          # it loads when the CPUs have nothing better to do
 # What the program uses of the SDK's packages; pulumi-aws loads each of its modules on first use (the slow part).
 PRELOAD = ("pulumi_aws.ec2", "pulumi_aws.iam", "pulumi_aws.s3", "pulumi_command.remote", "pulumi_tls",
-           "ecom_infra.plan", "components.platform", "fleet.cloud", "fleet.local")
+           "ecom_infra.plan", "ecom_infra.release", "components.platform", "fleet.cloud", "fleet.local")
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = PROJECT_DIR / "templates"
 
 
 def identity() -> dict[str, Any]:
@@ -72,6 +75,13 @@ def project_sources() -> dict[str, str]:
         if path.is_relative_to(PROJECT_DIR) and not path.is_relative_to(venv) and path.suffix == ".py":
             found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
+
+
+def template_sources() -> dict[str, str]:
+    """sha256 of every template, by path, taken before the warm-up plan compiles them: jinja's cache trusts a
+    file's mtime alone, the planner trusts only the same bytes."""
+    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(TEMPLATES_DIR.rglob("*")) if path.is_file()}
 
 
 def why_stale(ours: dict[str, Any], loaded: dict[str, str], request: dict) -> str | None:
@@ -96,10 +106,10 @@ def socket_path(fleet: LocalFleet) -> Path:
     return fleet.state / SOCKET_NAME
 
 
-def ask(fleet: LocalFleet, say: Callable[[str, str], None]) -> dict | None:
+def ask(fleet: LocalFleet, say: Callable[[str, str], None], seed: dict[str, dict] | None = None) -> dict | None:
     """The deploying plan from the fleet's planner (its lines printed here as they come), or None when there is
-    none, it is still loading, it is stale, or it failed: then the up plans itself. A config error is raised as
-    the up would."""
+    none, it is still loading, it is stale, or it failed: then the up plans itself. With `seed` (the apps' tags),
+    the planner runs `seed_sha_file` first, as the up would. A config error is raised as the up would."""
     path = socket_path(fleet)
     if not path.exists():
         return None
@@ -114,7 +124,8 @@ def ask(fleet: LocalFleet, say: Callable[[str, str], None]) -> dict | None:
                 say("plan", "the planner the last up left is still loading: planning here")
                 return None
             conn.settimeout(ANSWER_TIMEOUT_S)
-            conn.sendall(json.dumps({"fleet": dataclasses.asdict(fleet), "identity": identity()}).encode() + b"\n")
+            conn.sendall(json.dumps({"fleet": dataclasses.asdict(fleet), "identity": identity(),
+                                     "seed": seed}).encode() + b"\n")
             try:
                 return _answers(fleet, answers, say)
             except TimeoutError:
@@ -187,7 +198,8 @@ def start(fleet: LocalFleet) -> None:
             pass
     from . import hosts  # noqa: PLC0415
 
-    argv = [sys.executable, "-m", "fleet.planner", "--state", str(fleet.state), "--endpoint", fleet.endpoint]
+    argv = [sys.executable, "-m", "fleet.planner", "--state", str(fleet.state), "--endpoint", fleet.endpoint,
+            "--stack", fleet.stack]
     try:
         hosts.spawn(argv, hosts.fleet_cgroup(fleet.name) / "planner", fleet.state / LOG_NAME, cwd=PROJECT_DIR)
     except OSError as exc:
@@ -247,16 +259,19 @@ def answer(conn: socket.socket, request: dict, state: Path, ours: dict[str, Any]
     if fleet is None or stale is not None:
         send({"stale": stale})
         return
-    send_plan(fleet, send)
+    send_plan(fleet, send, request.get("seed"))
 
 
-def send_plan(fleet: LocalFleet, send: Callable[[dict], None]) -> None:
+def send_plan(fleet: LocalFleet, send: Callable[[dict], None], seed: dict[str, dict] | None = None) -> None:
     from ecom_infra.errors import ConfigError  # noqa: PLC0415
 
     from . import local  # noqa: PLC0415
 
     try:
         with contextlib.redirect_stdout(_Lines(send)):
+            if seed is not None:
+                with local.verbs_session():
+                    local.seed_sha_file(fleet, seed)
             local.make_deploying_plan(fleet, local.Keys.load(fleet))
     except ConfigError as exc:
         send({"config_error": [exc.key, exc.problem, exc.example]})
@@ -275,12 +290,30 @@ def preload(endpoint: str, region: str) -> None:
         moto.client(endpoint, service, region)
 
 
+def warm_up(stack: str) -> str:
+    """One offline plan of `stack` (its own mocks, a made-up sha per app: nothing read from moto or written), whose
+    result is dropped: what a process's first plan does once (templates compiled, the SDK's type caches filled,
+    its last modules imported) is then done before the request. Best effort: a failure only says so (the request
+    meets the same error and reports it as the up would)."""
+    from ecom_infra import plan as offline_plan  # noqa: PLC0415
+    from ecom_infra import shafile, stacks  # noqa: PLC0415
+
+    started = time.monotonic()
+    try:
+        apps = [app["name"] for app in stacks.stack_config(stack).get(f"{stacks.PROJECT_NAME}:apps") or []]
+        offline_plan.run(stack, sha_file_text=shafile.dump({stack: {app: "0" * 40 for app in apps}}))
+    except Exception as exc:  # noqa: BLE001 - the warm-up must never keep the planner from serving
+        return f"warm-up plan of {stack} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+    return f"warm-up plan of {stack} in {time.monotonic() - started:.1f} s"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fleet.planner", description=__doc__.splitlines()[0])
     parser.add_argument("--state", required=True, type=Path, help="the up's state dir (fleet.local): the socket "
                         "is there, and only a request for it is served")
     parser.add_argument("--endpoint", required=True, help="moto's endpoint (the clients are made ahead)")
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--stack", default="local", help="the stack whose offline plan warms the planner up")
     args = parser.parse_args(argv)
     gc.disable()                                  # as in an up (fleet/local.py says why)
     with contextlib.suppress(OSError):
@@ -307,12 +340,15 @@ def main(argv: list[str] | None = None) -> int:
         listener.listen(4)
         try:
             preload(args.endpoint, args.region)
+            templates = template_sources()
+            warmed = warm_up(args.stack)
+            gc.collect()                          # the warm-up's plan, once: nothing else collects it (GC off)
             from . import spec  # noqa: PLC0415
 
             spec.STATE_ROOT = args.state.parent   # where fleet.local keeps `<name>.local`: the state served
-            loaded = project_sources()
-            print(f"planner: loaded in {time.monotonic() - started:.1f} s ({len(loaded)} project modules)",
-                  flush=True)
+            loaded = {**project_sources(), **templates}
+            print(f"planner: loaded in {time.monotonic() - started:.1f} s ({len(loaded)} project modules and "
+                  f"templates; {warmed})", flush=True)
             serve_one(listener, args.state, ours, loaded, unlink)
         except TimeoutError:
             print(f"planner: no request in {IDLE_S} s: exiting", flush=True)

@@ -47,3 +47,18 @@ def test_make_up_and_the_release_verbs_load_no_pulumi_until_a_plan_runs():
              "print(sorted(m for m in ('pulumi', 'pulumi_aws', 'fleet.cloud') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_stack_file_reads_as_pyyamls_pure_safe_loader_reads_it_and_bad_yaml_is_one_line(tmp_path):
+    import yaml  # noqa: PLC0415
+
+    for stack in stacks.known_stacks(ROOT):
+        pure = yaml.load(stacks.stack_file(stack, ROOT).read_text(), Loader=yaml.SafeLoader)["config"]
+        assert stacks.stack_config(stack, ROOT) == pure
+    (tmp_path / "Pulumi.bad.yaml").write_text("config:\n  a: [1\n")
+    try:
+        stacks.stack_config("bad", tmp_path)
+    except Exception as exc:  # noqa: BLE001
+        assert str(exc).startswith("Pulumi.bad.yaml: is not valid YAML (while parsing a flow sequence)"), str(exc)
+    else:
+        raise AssertionError("a bad stack file was accepted")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -125,6 +126,22 @@ def test_a_planner_whose_loaded_module_changed_is_stale_and_the_up_plans_itself(
     assert proc.wait(timeout=60) == 0
     assert f"the waiting planner is stale ({edited} changed since the planner loaded it): planning here" in out
     assert f"[up] plan: {RAN}" in out          # planned here: the edit changed the program's digest too
+    # A template the warm-up plan compiled: jinja's cache would trust its mtime; the planner compares bytes.
+    proc = start_planner(w, project)
+    template = project / "templates" / "haproxy" / "drained.sh.j2"
+    template.write_text(template.read_text() + "# edited after the planner compiled it\n")
+    out = up_in_copy()
+    assert proc.wait(timeout=60) == 0
+    assert f"the waiting planner is stale ({template} changed since the planner loaded it): planning here" in out
+
+
+def test_a_planner_loads_with_a_warm_up_plan_of_the_fleets_stack(w):
+    """Its first plan (templates compiled, the SDK's caches) is made while it loads, not for the up waiting."""
+    proc = start_planner(w)
+    log = max(w.fleet.state.parent.glob("planner-*.log"), key=lambda path: path.stat().st_mtime_ns)   # its own
+    assert planner.dismiss(w.fleet) is True and proc.wait(timeout=60) == 0
+    assert re.search(r"^planner: loaded in [0-9.]+ s \(\d+ project modules and templates; warm-up plan of local "
+                     r"in [0-9.]+ s\)$", log.read_text(), re.MULTILINE), log.read_text()
 
 
 def test_why_stale_names_another_python_or_packages():
@@ -177,3 +194,32 @@ def test_a_planner_that_greets_and_then_gives_no_answer_is_stopped_before_the_up
             path.unlink()
     assert sleeper.wait(timeout=5) == -signal.SIGKILL
     assert said == ["the planner gave no answer in 1 s and was stopped: planning here"]
+
+
+@pytest.mark.parametrize("by_planner", [True, False], ids=["planner", "up"])
+def test_a_seed_stages_a_missing_sha_file_before_the_plan_by_the_planner_or_the_up(w, capsys, by_planner):
+    """`make up` hands the seeding of the sha file to whoever plans (the planner has botocore loaded)."""
+    bucket, key = local.sha_file_location(w.fleet)
+    s3 = w.s3()
+    before = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3.delete_object(Bucket=bucket, Key=key)           # versioned: a delete marker, and no current object
+    seeded = {app: {"v1": shas[-1]} for app, shas in SHA.items()}
+    try:
+        proc = start_planner(w) if by_planner else None
+        capsys.readouterr()
+        plan = local.deploying_plan(w.fleet, w.keys, seed=seeded)
+        out = capsys.readouterr().out
+        if proc is not None:
+            assert proc.wait(timeout=60) == 0
+        assert "planner" not in out, out                # the planner's own plan, or no planner at all
+        lines = out.splitlines()
+        staged = [i for i, line in enumerate(lines) if line.startswith("local/") and " → " in line]
+        planned = [i for i, line in enumerate(lines) if line.startswith("[up] plan: ")]
+        assert len(staged) == len(SHA) and planned and max(staged) < planned[0], out
+        for app, tags in seeded.items():
+            assert plan["outputs"]["apps"][app]["sha"] == tags["v1"]
+        capsys.readouterr()
+        local.deploying_plan(w.fleet, w.keys, seed=seeded)     # the file exists now: nothing staged
+        assert "[up] sha file: s3://" in capsys.readouterr().out
+    finally:
+        s3.put_object(Bucket=bucket, Key=key, Body=before)
