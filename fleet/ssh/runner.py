@@ -104,7 +104,10 @@ class SshRunner:
     def connect(self, conns: list[Connection]) -> list[SshError | None]:
         """Dial the master of every connection at once, each with its own retries; per connection, the error
         that stopped it or None. A master only listens once the pinned host key and the login were accepted,
-        so this is a login check of N hosts in about the time of one; later commands reuse the masters."""
+        so this is a login check of N hosts in about the time of one; later commands reuse the masters.
+        Each login then runs `true`: a login whose commands cannot run (a nologin shell, a ForceCommand) fails
+        here, before anything ran anywhere, and the first session's cost (sshd opens the PAM session there,
+        about 0.05 s) is paid now, not by the first step."""
         # Files and numbers first, from this thread only; one dial per distinct master.
         numbers = [self._master(conn).number for conn in conns]
         distinct: dict[int, Connection] = {}
@@ -116,9 +119,13 @@ class SshRunner:
         def dial(conn: Connection) -> SshError | None:
             try:
                 with self._master(conn).lock:
-                    self._connected_master(conn)
+                    master = self._connected_master(conn)
+                    result = self._exec(conn, master, "true", None, {})
             except SshError as err:
                 return err
+            if result.exit_code != 0:
+                return SshError(f"{conn.user}@{conn.label}: logged in, but a command cannot run there (`true` "
+                                f"exited {result.exit_code}): {_last_line(result.stderr or result.stdout)}")
             return None
 
         with ThreadPoolExecutor(max_workers=min(len(distinct), 16)) as pool:
@@ -167,6 +174,10 @@ class SshRunner:
             "UpdateHostKeys": "no",
             "LogLevel": "ERROR",
             "ControlPath": str(master.socket),
+            # curve25519 first, as pulumi-command's Go client negotiates with Debian 12's sshd (x/crypto/ssh has no
+            # sntrup761): OpenSSH's default hybrid costs about 0.07 s of CPU per login (0.3-0.4 s for a fleet's six
+            # logins on 2 cores, 0.15 s with this). `^`: the defaults stay, after it, for a host that lacks it.
+            "KexAlgorithms": "^curve25519-sha256,curve25519-sha256@libssh.org",
         }
         if conn.per_dial_timeout:
             options["ConnectTimeout"] = str(conn.per_dial_timeout)

@@ -56,7 +56,7 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _start_sshd(name: str, directory: Path, client_public: str) -> Sshd:
+def _start_sshd(name: str, directory: Path, client_public: str, extra: tuple[str, ...] = ()) -> Sshd:
     directory.mkdir(parents=True)
     host_private, host_public = new_ssh_key()
     _write_private(directory / "host_ed25519", host_private)
@@ -81,6 +81,7 @@ def _start_sshd(name: str, directory: Path, client_public: str) -> Sshd:
             "StrictModes no",
             "AcceptEnv ECOM_* PULUMI_COMMAND_*",
             f"SetEnv SSHD_NAME={name}",
+            *extra,
             "",
         ]))
         log = directory / f"sshd-{attempt}.log"
@@ -113,9 +114,10 @@ def sshd_servers(tmp_path_factory, client_key):
     servers: dict[str, Sshd] = {}
     root = tmp_path_factory.mktemp("sshd")
 
-    def get(name: str) -> Sshd:
+    def get(name: str, extra: tuple[str, ...] = ()) -> Sshd:
+        """The server `name`, started on first use with `extra` sshd_config lines."""
         if name not in servers:
-            servers[name] = _start_sshd(name, root / name, client_key[1])
+            servers[name] = _start_sshd(name, root / name, client_key[1], extra)
         return servers[name]
 
     try:

@@ -83,19 +83,24 @@ def test_first_run_creates_in_dependency_order_with_stdin_env_and_outputs(world,
     conn = world.conn(alpha)
     instance = "urn:pulumi:local::ecom-infra::aws:ec2/instance:Instance::web"
     the_plan = plan(
-        command("z-base", conn, create=world.record("create z-base on $SSHD_NAME") + "; echo base-out"),
+        command("z-base", conn, create=world.record("start z-base on $SSHD_NAME") + "; sleep 1; "
+                + world.record("create z-base on $SSHD_NAME") + "; echo base-out"),
         {"urn": instance, "type": "aws:ec2/instance:Instance", "name": "web", "custom": True, "parent": None,
          "dependencies": [urn("z-base")], "options": {}, "inputs": {}},
         command("a-app", conn, deps=(instance,), stdin="line one\nline two\n",
                 environment={"ECOM_COLOR": "red and 'quoted' $not_expanded"},
                 create=world.record("create a-app") + f"; cat > {world.dir}/stdin; "
                        f"printf '%s' \"$ECOM_COLOR\" > {world.dir}/env"),
-        command("m-free", conn, create=world.record("create m-free")),
+        command("m-free", conn, create=world.record("start m-free") + "; sleep 1; " + world.record("create m-free")),
     )
     report = world.run(the_plan)
 
-    events = world.events()    # m-free and z-base are independent: they run at once, in either order
-    assert sorted(events[:2]) == ["create m-free", "create z-base on alpha"] and events[2] == "create a-app"
+    # m-free and z-base are independent: they run at once (each starts before either ends), in either order; a-app
+    # only after z-base. (Not "a-app after m-free": a new master may open one of two first sessions late.)
+    events = world.events()
+    assert sorted(events[:2]) == ["start m-free", "start z-base on alpha"]
+    assert events.index("create a-app") > events.index("create z-base on alpha")
+    assert sorted(events[2:]) == ["create a-app", "create m-free", "create z-base on alpha"]
     assert (world.dir / "stdin").read_text() == "line one\nline two\n"
     assert (world.dir / "env").read_text() == "red and 'quoted' $not_expanded"
     assert report.counts == {"create": 3} and report.unchanged == 0 and report.ok
@@ -411,6 +416,34 @@ def test_connect_logs_in_to_every_host_at_once_and_names_each_failure(world, alp
         assert isinstance(errors[2], DialError) and "Connection refused" in str(errors[2])
         assert len(ssh._masters) == 3          # the same connection twice: one master
         assert ssh.run(good, "echo $SSHD_NAME").stdout == "alpha"
+
+
+def test_logins_prefer_curve25519_and_still_reach_a_host_without_it(world, sshd_servers):
+    """The key exchange pulumi-command's Go client makes with Debian 12's sshd; the defaults stay behind it."""
+    from fleet.ssh.connection import Connection
+    from fleet.ssh.runner import SshRunner
+
+    plain = sshd_servers("kex-any", ("LogLevel DEBUG1",))
+    hybrid_only = sshd_servers("kex-hybrid", ("LogLevel DEBUG1", "KexAlgorithms sntrup761x25519-sha512@openssh.com"))
+    with SshRunner(log=world.lines.append) as ssh:
+        conns = [Connection.from_inputs(world.conn(server), server.name) for server in (plain, hybrid_only)]
+        assert ssh.connect(conns) == [None, None]
+    assert "kex: algorithm: curve25519-sha256 [preauth]\n" in plain.log.read_text()
+    assert "kex: algorithm: sntrup761x25519-sha512@openssh.com [preauth]\n" in hybrid_only.log.read_text()
+
+
+def test_a_login_whose_commands_cannot_run_fails_the_login_check(world, sshd_servers, alpha):
+    """connect runs `true` on each login: a host that lets the key in but runs nothing (here a ForceCommand) fails
+    before any step, and names the exit and what the host said."""
+    from fleet.ssh.connection import Connection
+    from fleet.ssh.runner import SshRunner
+
+    closed = sshd_servers("no-commands", ("ForceCommand echo this account runs nothing >&2; exit 3",))
+    with SshRunner(log=world.lines.append) as ssh:
+        good, bad = ssh.connect([Connection.from_inputs(world.conn(alpha), "alpha"),
+                                 Connection.from_inputs(world.conn(closed), "closed")])
+    assert good is None
+    assert "logged in, but a command cannot run there (`true` exited 3): this account runs nothing" in str(bad)
 
 
 def test_a_runner_the_caller_opened_serves_the_steps_on_its_logins_and_stays_open(world, alpha):
