@@ -264,3 +264,13 @@ def destroy_host(host: Host) -> None:
     shutil.rmtree(host.base, ignore_errors=True)
 
 
+def ok(result: subprocess.CompletedProcess) -> str:
+    """A step's output, after asserting it succeeded (the output says why when it did not)."""
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def hook_runs(host: Host) -> list[str]:
+    """What the test hooks appended to shared/log/hook-runs, one line per run."""
+    path = Path(host.spec.shared_dir) / "log" / "hook-runs"
+    return path.read_text().splitlines() if path.exists() else []

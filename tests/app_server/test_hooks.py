@@ -3,12 +3,12 @@ db:migrate` (a `once` hook) runs on the designated one only and once per sha, al
 is retried; a failing hook fails the step with its output and leaves the old release serving."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from .helpers import destroy_host, make_host
+from .helpers import destroy_host, make_host, ok
+from .helpers import hook_runs as runs
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 
@@ -17,16 +17,6 @@ MIGRATE = ("afterBuild", "echo migrate >> log/hook-runs && bin/rails db:migrate"
 EACH = ("afterBuild", 'echo "each $ECOM_SHA $ECOM_HOOK" >> log/hook-runs', False, 60)
 ON_FAILURE = ("onFailure", 'echo "failed $ECOM_FAILED_STAGE $ECOM_SHA $(basename "$PWD")" >> log/hook-runs',
               False, 60)
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-def runs(host) -> list[str]:
-    path = Path(host.spec.shared_dir) / "log" / "hook-runs"
-    return path.read_text().splitlines() if path.exists() else []
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import destroy_host, make_host, make_public_tempdir
+from .helpers import destroy_host, make_host, make_public_tempdir, ok
+from .helpers import hook_runs as runs
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]
 
@@ -27,16 +28,6 @@ MIGRATION = """class AddNoteToOffers < ActiveRecord::Migration[6.1]
   end
 end
 """
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-def runs(host) -> list[str]:
-    path = Path(host.spec.shared_dir) / "log" / "hook-runs"
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def deploy(host, sha: str) -> tuple[str, str]:

@@ -2,14 +2,13 @@
 renderer's own check, and what the release scripts get (shellcheck-clean, every path quoted)."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from ecom_infra import stacks
 from ecom_infra.errors import ConfigError
 from renderers.app_server.spec import AppServerSpec
 from renderers.app_server.steps import app_server_steps
+from tests.support.shellcheck import assert_shellcheck_clean
 
 from .test_settings import parse, with_
 
@@ -103,11 +102,7 @@ def test_adding_if_changed_keeps_the_hook_id_so_a_once_hook_that_ran_does_not_ru
 @pytest.mark.tools
 def test_scripts_pass_the_paths_quoted_after_the_command_and_stay_shellcheck_clean(tmp_path):
     steps = {s.name: s for s in app_server_steps(spec(HOOKS))}
-    for name in ("release-build", "release-publish"):
-        path = tmp_path / f"{name}.sh"
-        path.write_text(steps[name].create)
-        result = subprocess.run(["shellcheck", "-x", str(path)], capture_output=True, text=True, check=False)
-        assert result.returncode == 0, result.stdout
+    assert_shellcheck_clean(steps, ("release-build", "release-publish"), tmp_path)
     build = steps["release-build"].create
     lines = [line.strip() for line in build.splitlines() if line.strip().startswith("run_hook ")]
     assert lines[0].endswith(" once 600 'bin/rails db:migrate' db/migrate db/schema.rb || return"), lines

@@ -3,7 +3,6 @@ the plan gives them (no server switches before every server of the app is built 
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -11,6 +10,7 @@ from ecom_infra import plan as offline_plan
 from ecom_infra.errors import ConfigError
 from renderers.app_server.spec import AppServerSpec
 from renderers.app_server.steps import app_server_steps
+from tests.support.shellcheck import assert_shellcheck_clean
 
 from ..conftest import SHA_FILE
 from .test_settings import parse, with_
@@ -62,11 +62,7 @@ def spec(**changes) -> AppServerSpec:
 @pytest.mark.tools
 def test_hook_scripts_pass_shellcheck_and_quote_the_commands(tmp_path):
     steps = {s.name: s for s in app_server_steps(spec(runs_once_hooks=True))}
-    for name in ("release-build", "release-publish"):
-        path = tmp_path / f"{name}.sh"
-        path.write_text(steps[name].create)
-        result = subprocess.run(["shellcheck", "-x", str(path)], capture_output=True, text=True, check=False)
-        assert result.returncode == 0, result.stdout
+    assert_shellcheck_clean(steps, ("release-build", "release-publish"), tmp_path)
     build = steps["release-build"].create
     assert "run_hook \"$1\" afterBuild afterBuild-1-" in build and " once 600 'bin/rails db:migrate'" in build
     assert "'echo \"it'\"'\"'s $ECOM_SHA\"'" in build       # the command reaches bash -c verbatim
