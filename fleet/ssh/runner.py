@@ -105,9 +105,9 @@ class SshRunner:
         """Dial the master of every connection at once, each with its own retries; per connection, the error
         that stopped it or None. A master only listens once the pinned host key and the login were accepted,
         so this is a login check of N hosts in about the time of one; later commands reuse the masters.
-        Each login then runs `true`: a login whose commands cannot run (a nologin shell, a ForceCommand) fails
-        here, before anything ran anywhere, and the first session's cost (sshd opens the PAM session there,
-        about 0.05 s) is paid now, not by the first step."""
+        Each new login then runs `true` (once: a connection already logged in is not asked again): a login whose
+        commands cannot run (a nologin shell, a ForceCommand) fails here, before anything ran anywhere, and the
+        first session's cost (sshd opens the PAM session there, about 0.05 s) is paid now, not by the first step."""
         # Files and numbers first, from this thread only; one dial per distinct master.
         numbers = [self._master(conn).number for conn in conns]
         distinct: dict[int, Connection] = {}
@@ -117,10 +117,15 @@ class SshRunner:
             return []
 
         def dial(conn: Connection) -> SshError | None:
+            master = self._master(conn)
             try:
-                with self._master(conn).lock:
-                    master = self._connected_master(conn)
+                with master.lock:
+                    if master.process is not None and master.process.poll() is None:
+                        return None                       # logged in, and a command ran on it, earlier
+                    self._connected_master(conn)
                     result = self._exec(conn, master, "true", None, {})
+                    if result.exit_code != 0:
+                        self._stop(master)                # not kept: the next connect dials and checks again
             except SshError as err:
                 return err
             if result.exit_code != 0:

@@ -442,8 +442,15 @@ def test_a_login_whose_commands_cannot_run_fails_the_login_check(world, sshd_ser
     with SshRunner(log=world.lines.append) as ssh:
         good, bad = ssh.connect([Connection.from_inputs(world.conn(alpha), "alpha"),
                                  Connection.from_inputs(world.conn(closed), "closed")])
-    assert good is None
-    assert "logged in, but a command cannot run there (`true` exited 3): this account runs nothing" in str(bad)
+        assert good is None
+        assert "logged in, but a command cannot run there (`true` exited 3): this account runs nothing" in str(bad)
+        # Asked again, the same runner checks again (the refused login was not kept), and a kept one is not redialed.
+        alpha_logins = alpha.log.read_text().count("Accepted publickey")
+        again_good, again_bad = ssh.connect([Connection.from_inputs(world.conn(alpha), "alpha"),
+                                             Connection.from_inputs(world.conn(closed), "closed")])
+        assert again_good is None and "`true` exited 3" in str(again_bad)
+        assert alpha.log.read_text().count("Accepted publickey") == alpha_logins
+    assert closed.log.read_text().count("Accepted publickey") == 2
 
 
 def test_a_runner_the_caller_opened_serves_the_steps_on_its_logins_and_stays_open(world, alpha):
